@@ -1,0 +1,50 @@
+//! # newt-crypto
+//!
+//! A sans-I/O, synchronous Matrix end-to-end encryption state machine built
+//! on `vodozemac`. It never touches the network, the disk or the clock:
+//! the caller passes in store transactions, the current time and HTTP
+//! responses, and sends the requests it hands out.
+//!
+//! ```
+//! use newt_crypto::{OlmMachine, SyncChanges, Timestamp};
+//! use newt_crypto::store::{MemoryStore, Store, StoreTxn};
+//!
+//! let mut store = MemoryStore::new();
+//! let user = ruma::UserId::parse("@alice:example.org").unwrap();
+//! let device: ruma::OwnedDeviceId = "ALICEDEV".into();
+//! let now = Timestamp(1_700_000_000_000);
+//!
+//! // One input, one transaction.
+//! let mut txn = store.transaction().unwrap();
+//! let machine = OlmMachine::open(&mut txn, &user, &device, now).unwrap();
+//! txn.commit().unwrap();
+//!
+//! // Pull: the first upload was persisted before it is handed out.
+//! let mut txn = store.transaction().unwrap();
+//! let requests = machine.outgoing_requests(&mut txn).unwrap();
+//! assert_eq!(requests.len(), 1);
+//! // ... send it, then push the response back:
+//! let id = requests[0].request_id().to_owned();
+//! machine
+//!     .mark_request_as_sent(&mut txn, &id, r#"{"one_time_key_counts":{"signed_curve25519":25}}"#, now)
+//!     .unwrap();
+//! txn.commit().unwrap();
+//! ```
+
+mod account;
+pub mod b64;
+pub mod canonical;
+mod device_keys;
+mod machine;
+mod requests;
+pub mod signing;
+pub mod store;
+mod time;
+
+pub use account::{MEGOLM_ALGORITHM, OLM_ALGORITHM, SIGNED_CURVE25519, ServerKeyCounts};
+pub use device_keys::{DeviceKeysError, VerifiedDeviceKeys, verify_device_keys};
+pub use machine::{OlmMachine, OpenError, ResponseError, SyncChanges, SyncError};
+pub use requests::{HttpMethod, OutgoingRequest};
+pub use ruma;
+pub use time::Timestamp;
+pub use vodozemac;
