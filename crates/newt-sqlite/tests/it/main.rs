@@ -1,0 +1,143 @@
+//! newt-sqlite's tests: the conformance suite, persistence, and opening
+//! damaged files or with the wrong key.
+
+use newt_crypto::store::{Store, StoreTxn, conformance};
+use newt_crypto::{OlmMachine, Timestamp};
+use newt_sqlite::{OpenError, SqliteStore, StoreKey};
+use std::path::Path;
+
+fn fresh(dir: &Path, name: &str) -> SqliteStore {
+    SqliteStore::open(&dir.join(name), StoreKey::from_bytes([7; 32])).unwrap()
+}
+
+#[test]
+fn sqlite_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    conformance::run_all(|| {
+        n += 1;
+        fresh(dir.path(), &format!("c{n}.db"))
+    });
+}
+
+/// A committed account survives closing and reopening the file.
+#[test]
+fn account_round_trips_through_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let user = newt_crypto::ruma::UserId::parse("@alice:example.org").unwrap();
+    let device: newt_crypto::ruma::OwnedDeviceId = "DEV".into();
+    let (ed, body) = {
+        let mut store = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap();
+        let mut txn = store.transaction().unwrap();
+        let machine = OlmMachine::open(&mut txn, &user, &device, Timestamp(0)).unwrap();
+        let body = machine.outgoing_requests(&mut txn).unwrap()[0].body().to_owned();
+        txn.set_value("sync_token", "s42").unwrap();
+        txn.commit().unwrap();
+        (machine.ed25519_key().to_owned(), body)
+    };
+    let mut store = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap();
+    let mut txn = store.transaction().unwrap();
+    let machine = OlmMachine::open(&mut txn, &user, &device, Timestamp(0)).unwrap();
+    assert_eq!(machine.ed25519_key(), ed);
+    assert_eq!(machine.outgoing_requests(&mut txn).unwrap()[0].body(), body);
+    assert_eq!(txn.get_value("sync_token").unwrap().as_deref(), Some("s42"));
+}
+
+/// Secrets are not stored in the clear.
+#[test]
+fn secrets_are_encrypted_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let mut store = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap();
+    let mut txn = store.begin().unwrap();
+    txn.save_secret("session", b"access-token-SECRETSECRET").unwrap();
+    let user = newt_crypto::ruma::UserId::parse("@alice:example.org").unwrap();
+    OlmMachine::open(&mut txn, &user, &newt_crypto::ruma::OwnedDeviceId::from("DEV"), Timestamp(0)).unwrap();
+    txn.commit().unwrap();
+    drop(store);
+    let mut raw = std::fs::read(&path).unwrap();
+    if let Ok(wal) = std::fs::read(dir.path().join("store.db-wal")) {
+        raw.extend(wal);
+    }
+    let text = String::from_utf8_lossy(&raw);
+    assert!(!text.contains("SECRETSECRET"));
+    assert!(!text.contains("signing_key"), "account pickle stored in the clear");
+    let mut store = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap();
+    let mut txn = store.begin().unwrap();
+    assert_eq!(txn.load_secret("session").unwrap().unwrap().as_slice(), b"access-token-SECRETSECRET");
+}
+
+fn file_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+/// Checkpoints the WAL into the main file so byte comparisons see
+/// everything.
+fn made_store(path: &Path, key: [u8; 32]) {
+    let mut store = SqliteStore::open(path, StoreKey::from_bytes(key)).unwrap();
+    let mut txn = store.transaction().unwrap();
+    let user = newt_crypto::ruma::UserId::parse("@alice:example.org").unwrap();
+    OlmMachine::open(&mut txn, &user, &newt_crypto::ruma::OwnedDeviceId::from("DEV"), Timestamp(0)).unwrap();
+    txn.commit().unwrap();
+}
+
+/// A wrong key is a typed error and leaves the file untouched.
+#[test]
+fn wrong_key_is_refused_and_file_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    made_store(&path, [1; 32]);
+    let before = file_bytes(&path);
+    let err = SqliteStore::open(&path, StoreKey::from_bytes([2; 32])).unwrap_err();
+    assert!(matches!(err, OpenError::WrongKey(_)), "{err}");
+    assert_eq!(file_bytes(&path), before);
+    // The right key still opens it, account intact.
+    let mut store = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap();
+    assert!(store.transaction().unwrap().load_account().unwrap().is_some());
+}
+
+/// A truncated file is a typed error and is left as it was.
+#[test]
+fn truncated_file_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    made_store(&path, [1; 32]);
+    let full = file_bytes(&path);
+    assert!(full.len() > 8192, "store too small to truncate meaningfully");
+    let truncated = &full[..full.len() / 2];
+    std::fs::write(&path, truncated).unwrap();
+    let err = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap_err();
+    assert!(matches!(err, OpenError::Corrupt { .. }), "{err}");
+    assert_eq!(file_bytes(&path), truncated);
+}
+
+/// A file that is not a database at all is a typed error, untouched.
+#[test]
+fn garbage_file_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let garbage = b"this is not a sqlite database, just some text".repeat(200);
+    std::fs::write(&path, &garbage).unwrap();
+    let err = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap_err();
+    assert!(matches!(err, OpenError::Corrupt { .. }), "{err}");
+    assert_eq!(file_bytes(&path), garbage);
+}
+
+/// The key file is created once, private, and read back the same.
+#[test]
+fn key_file_is_private_and_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.key");
+    let db = dir.path().join("store.db");
+    SqliteStore::open(&db, StoreKey::load_or_create(&path).unwrap()).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    SqliteStore::open(&db, StoreKey::load_or_create(&path).unwrap()).unwrap();
+    std::fs::write(&path, b"short").unwrap();
+    assert!(StoreKey::load_or_create(&path).is_err());
+}
