@@ -31,7 +31,9 @@ fn account_round_trips_through_the_file() {
         let mut store = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap();
         let mut txn = store.transaction().unwrap();
         let machine = OlmMachine::open(&mut txn, &user, &device, Timestamp(0)).unwrap();
-        let body = machine.outgoing_requests(&mut txn).unwrap()[0].body().to_owned();
+        let body = machine.outgoing_requests(&mut txn).unwrap()[0]
+            .body()
+            .to_owned();
         txn.set_value("sync_token", "s42").unwrap();
         txn.commit().unwrap();
         (machine.ed25519_key().to_owned(), body)
@@ -51,9 +53,16 @@ fn secrets_are_encrypted_at_rest() {
     let path = dir.path().join("store.db");
     let mut store = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap();
     let mut txn = store.begin().unwrap();
-    txn.save_secret("session", b"access-token-SECRETSECRET").unwrap();
+    txn.save_secret("session", b"access-token-SECRETSECRET")
+        .unwrap();
     let user = newt_crypto::ruma::UserId::parse("@alice:example.org").unwrap();
-    OlmMachine::open(&mut txn, &user, &newt_crypto::ruma::OwnedDeviceId::from("DEV"), Timestamp(0)).unwrap();
+    OlmMachine::open(
+        &mut txn,
+        &user,
+        &newt_crypto::ruma::OwnedDeviceId::from("DEV"),
+        Timestamp(0),
+    )
+    .unwrap();
     txn.commit().unwrap();
     drop(store);
     let mut raw = std::fs::read(&path).unwrap();
@@ -62,10 +71,16 @@ fn secrets_are_encrypted_at_rest() {
     }
     let text = String::from_utf8_lossy(&raw);
     assert!(!text.contains("SECRETSECRET"));
-    assert!(!text.contains("signing_key"), "account pickle stored in the clear");
+    assert!(
+        !text.contains("signing_key"),
+        "account pickle stored in the clear"
+    );
     let mut store = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap();
     let mut txn = store.begin().unwrap();
-    assert_eq!(txn.load_secret("session").unwrap().unwrap().as_slice(), b"access-token-SECRETSECRET");
+    assert_eq!(
+        txn.load_secret("session").unwrap().unwrap().as_slice(),
+        b"access-token-SECRETSECRET"
+    );
 }
 
 fn file_bytes(path: &Path) -> Vec<u8> {
@@ -78,7 +93,13 @@ fn made_store(path: &Path, key: [u8; 32]) {
     let mut store = SqliteStore::open(path, StoreKey::from_bytes(key)).unwrap();
     let mut txn = store.transaction().unwrap();
     let user = newt_crypto::ruma::UserId::parse("@alice:example.org").unwrap();
-    OlmMachine::open(&mut txn, &user, &newt_crypto::ruma::OwnedDeviceId::from("DEV"), Timestamp(0)).unwrap();
+    OlmMachine::open(
+        &mut txn,
+        &user,
+        &newt_crypto::ruma::OwnedDeviceId::from("DEV"),
+        Timestamp(0),
+    )
+    .unwrap();
     txn.commit().unwrap();
 }
 
@@ -94,7 +115,14 @@ fn wrong_key_is_refused_and_file_untouched() {
     assert_eq!(file_bytes(&path), before);
     // The right key still opens it, account intact.
     let mut store = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap();
-    assert!(store.transaction().unwrap().load_account().unwrap().is_some());
+    assert!(
+        store
+            .transaction()
+            .unwrap()
+            .load_account()
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// A truncated file is a typed error and is left as it was.
@@ -104,7 +132,10 @@ fn truncated_file_is_refused_and_untouched() {
     let path = dir.path().join("store.db");
     made_store(&path, [1; 32]);
     let full = file_bytes(&path);
-    assert!(full.len() > 8192, "store too small to truncate meaningfully");
+    assert!(
+        full.len() > 8192,
+        "store too small to truncate meaningfully"
+    );
     let truncated = &full[..full.len() / 2];
     std::fs::write(&path, truncated).unwrap();
     let err = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap_err();
