@@ -1,1 +1,17 @@
+//! # newt-client
+//!
+//! The async driver around `newt-crypto`: password login (the device ID is
+//! kept across runs), key upload, the sync loop, and one retry policy for
+//! every request. It owns the I/O the state machine refuses to do: HTTP
+//! with `reqwest`, the clock, and the SQLite store from `newt-sqlite`.
 
+mod client;
+mod error;
+pub mod http;
+pub mod profile;
+pub mod retry;
+
+pub use client::{Client, Identity, LoginOptions, SyncSummary};
+pub use error::ClientError;
+pub use newt_crypto;
+pub use newt_sqlite;

@@ -77,6 +77,8 @@ pub struct Record {
     pub forwarded: bool,
     /// The server's status, once it answered.
     pub upstream_status: Option<u16>,
+    /// The request body, as text.
+    pub body: String,
 }
 
 #[derive(Debug, Default)]
@@ -225,7 +227,14 @@ async fn handle(
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    let action = {
+    let headers = req.headers().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let (action, index) = {
         let mut s = lock(&state);
         let action = s
             .rules
@@ -245,10 +254,10 @@ async fn handle(
             action: action.clone(),
             forwarded: false,
             upstream_status: None,
+            body: String::from_utf8_lossy(&body).into_owned(),
         });
-        action
+        (action, s.log.len() - 1)
     };
-    let index = lock(&state).log.len() - 1;
     match &action {
         Some(Action::Status {
             code,
@@ -261,13 +270,6 @@ async fn handle(
         Some(Action::Delay(d)) => tokio::time::sleep(*d).await,
         _ => {}
     }
-    let headers = req.headers().clone();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
     let url = format!("http://127.0.0.1:{upstream}{path}");
     let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(std::io::Error::other)?;
     let mut forward = client.request(method, url).body(body.to_vec());
