@@ -1,1 +1,64 @@
-fn main() {}
+//! The `newt` binary: raw args → validated config → commands.
+
+mod args;
+mod commands;
+mod config;
+mod errors;
+mod output;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn init_tracing(verbose: u8) {
+    let filter = match verbose {
+        0 => "warn",
+        1 => "warn,newt_client=debug,newt_crypto=debug,newt_cli=debug",
+        _ => "debug,newt_client=trace,newt_crypto=trace",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: args::Cli) -> anyhow::Result<()> {
+    let config = config::Config::new(cli.data_dir, cli.json)?;
+    let out = output::Output::new(config.json);
+    match &cli.command {
+        args::Command::Login(login) => commands::login::run(&config, out, login).await,
+        args::Command::Whoami => commands::whoami::run(&config, out).await,
+        args::Command::Demo => commands::demo::run(out).await,
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`newt ... | head`) is not a failure.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! newt-client against a real Synapse on 127.0.0.1 (started by
 //! newt-testkit, one per test process).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 mod keys;
 mod retries;

@@ -1,6 +1,8 @@
 //! newt-sqlite's tests: the conformance suite, persistence, and opening
 //! damaged files or with the wrong key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use newt_crypto::store::{Store, StoreTxn, conformance};
 use newt_crypto::{OlmMachine, Timestamp};
 use newt_sqlite::{OpenError, SqliteStore, StoreKey};

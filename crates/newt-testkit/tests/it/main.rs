@@ -1,6 +1,8 @@
 //! The harness itself: a real Synapse starts, registers users, and the
 //! proxy injects faults in front of it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use newt_testkit::http::request;
 use newt_testkit::{Action, Proxy, Rule, Synapse};
 
