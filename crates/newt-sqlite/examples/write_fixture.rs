@@ -1,0 +1,29 @@
+//! Writes a store of the current schema version for the upgrade tests:
+//! `cargo run -p newt-sqlite --example write_fixture -- vN.db` when a
+//! migration is added, then commit `tests/data/vN.db`.
+
+use newt_crypto::store::{Store, StoreTxn};
+use newt_crypto::{OlmMachine, Timestamp};
+use newt_sqlite::{SqliteStore, StoreKey};
+use std::path::Path;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let name = std::env::args()
+        .nth(1)
+        .ok_or("usage: write_fixture vN.db")?;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    let _ = std::fs::remove_file(&path);
+    let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32]))?;
+    let mut txn = store.begin()?;
+    txn.save_secret("access_token", b"fixture-token")?;
+    let user = newt_crypto::ruma::UserId::parse("@fixture:example.org")?;
+    let device = newt_crypto::ruma::OwnedDeviceId::from("FIXTURE");
+    OlmMachine::open(&mut txn, &user, &device, Timestamp(0))?;
+    txn.set_value("sync_token", "s_fixture")?;
+    txn.commit()?;
+    drop(store);
+    println!("wrote {}", path.display());
+    Ok(())
+}
