@@ -2,7 +2,7 @@
 //! `cargo run -p newt-sqlite --example write_fixture -- vN.db` when a
 //! migration is added, then commit `tests/data/vN.db`.
 
-use newt_crypto::store::{Store, StoreTxn};
+use newt_crypto::store::StoreTxn;
 use newt_crypto::{OlmMachine, Timestamp};
 use newt_sqlite::{SqliteStore, StoreKey};
 use std::path::Path;
