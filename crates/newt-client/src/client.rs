@@ -5,7 +5,7 @@ use crate::http::HttpClient;
 use crate::profile::{Profile, ProfileInfo};
 use crate::retry::RetryPolicy;
 use newt_crypto::store::{Store, StoreTxn};
-use newt_crypto::{HttpMethod, OlmMachine, OutgoingRequest, SyncChanges, Timestamp};
+use newt_crypto::{OlmMachine, SyncChanges, Timestamp};
 use newt_sqlite::SqliteStore;
 use reqwest::Method;
 use ruma::{OwnedDeviceId, OwnedUserId};
@@ -79,11 +79,13 @@ pub struct SyncSummary {
 
 /// A logged-in device.
 pub struct Client {
-    http: HttpClient,
-    store: SqliteStore,
-    machine: OlmMachine,
+    pub(crate) http: HttpClient,
+    pub(crate) store: SqliteStore,
+    pub(crate) machine: OlmMachine,
     profile: Profile,
     homeserver: String,
+    /// To-device outcomes not yet taken by the application.
+    pub(crate) to_device: Vec<newt_crypto::ToDeviceOutcome>,
 }
 
 impl std::fmt::Debug for Client {
@@ -154,6 +156,7 @@ impl Client {
             machine,
             profile,
             homeserver: options.homeserver,
+            to_device: Vec::new(),
         };
         client.process_outgoing().await?;
         Ok(client)
@@ -196,6 +199,7 @@ impl Client {
             machine,
             profile,
             homeserver,
+            to_device: Vec::new(),
         })
     }
 
@@ -218,36 +222,6 @@ impl Client {
     /// The transport, for requests newt does not wrap yet.
     pub fn http(&self) -> &HttpClient {
         &self.http
-    }
-
-    /// Sends every request the machine has, one at a time (DEV-09), each
-    /// with the retry policy, and applies each 2xx response in its own
-    /// transaction. Returns how many were sent.
-    pub async fn process_outgoing(&mut self) -> Result<usize, ClientError> {
-        let mut sent = 0;
-        // A request that stays pending after its response was applied
-        // would loop forever; the machine has at most a handful.
-        for _ in 0..16 {
-            let requests = {
-                let mut txn = self.store.transaction()?;
-                self.machine.outgoing_requests(&mut txn)?
-            };
-            if requests.is_empty() {
-                break;
-            }
-            for request in requests {
-                let body = self
-                    .http
-                    .send(method(&request), &request.path(), Some(request.body()))
-                    .await?;
-                let mut txn = self.store.transaction()?;
-                self.machine
-                    .mark_request_as_sent(&mut txn, request.request_id(), &body, now())?;
-                txn.commit()?;
-                sent += 1;
-            }
-        }
-        Ok(sent)
     }
 
     /// One `/sync`: its E2EE changes and the new token are committed in one
@@ -297,14 +271,6 @@ impl Client {
             }
         }
         Ok(())
-    }
-}
-
-fn method(request: &OutgoingRequest) -> Method {
-    match request.method() {
-        HttpMethod::Post => Method::POST,
-        HttpMethod::Put => Method::PUT,
-        HttpMethod::Get => Method::GET,
     }
 }
 

@@ -6,9 +6,11 @@
 //! with `reqwest`, the clock, and the SQLite store from `newt-sqlite`.
 
 mod client;
+mod e2ee;
 mod error;
 pub mod http;
 pub mod profile;
+mod requests;
 pub mod retry;
 
 pub use client::{Client, Identity, LoginOptions, SyncSummary};

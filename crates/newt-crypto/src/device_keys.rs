@@ -149,3 +149,56 @@ pub fn verify_device_keys(
         json: json.clone(),
     })
 }
+
+impl VerifiedDeviceKeys {
+    /// Rebuilds the proof from a stored record. The store holds only
+    /// devices that passed [`verify_device_keys`], and it lies inside the
+    /// trust boundary, so the signature is not checked again.
+    pub(crate) fn from_record(
+        record: &crate::store::DeviceRecord,
+    ) -> Result<Self, crate::store::StoreError> {
+        let corrupt = |what: &str| {
+            crate::store::StoreError::Corrupt(format!("device {}: {what}", record.device_id))
+        };
+        let json: Value =
+            serde_json::from_str(&record.keys_json).map_err(|_| corrupt("keys JSON"))?;
+        let ed25519 =
+            Ed25519PublicKey::from_base64(&record.ed25519).map_err(|_| corrupt("ed25519"))?;
+        let curve25519 = Curve25519PublicKey::from_base64(&record.curve25519)
+            .map_err(|_| corrupt("curve25519"))?;
+        let algorithms = json
+            .get("algorithms")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let display_name = json
+            .pointer("/unsigned/device_display_name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(Self {
+            user_id: record.user_id.clone(),
+            device_id: record.device_id.clone(),
+            ed25519,
+            curve25519,
+            algorithms,
+            display_name,
+            json,
+        })
+    }
+
+    /// The record to store for these keys, with fresh local state.
+    pub(crate) fn to_record(&self) -> crate::store::DeviceRecord {
+        crate::store::DeviceRecord {
+            user_id: self.user_id.clone(),
+            device_id: self.device_id.clone(),
+            keys_json: self.json.to_string(),
+            ed25519: self.ed25519.to_base64(),
+            curve25519: self.curve25519.to_base64(),
+            local: crate::store::DeviceLocal::default(),
+        }
+    }
+}

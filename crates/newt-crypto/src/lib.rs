@@ -21,8 +21,9 @@
 //!
 //! // Pull: the first upload was persisted before it is handed out.
 //! let mut txn = store.transaction().unwrap();
-//! let requests = machine.outgoing_requests(&mut txn).unwrap();
-//! assert_eq!(requests.len(), 1);
+//! let requests = machine.outgoing_requests(&mut txn, now).unwrap();
+//! // The key upload, then a `/keys/query` for our own user (TRK-10).
+//! assert_eq!(requests.len(), 2);
 //! // ... send it, then push the response back:
 //! let id = requests[0].request_id().to_owned();
 //! machine
@@ -33,18 +34,30 @@
 
 mod account;
 pub mod b64;
+mod backoff;
 pub mod canonical;
 mod device_keys;
 mod machine;
+mod machine_types;
+mod olm;
 mod requests;
 pub mod signing;
 pub mod store;
 mod time;
+mod to_device;
+mod tracking;
 
 pub use account::{MEGOLM_ALGORITHM, OLM_ALGORITHM, SIGNED_CURVE25519, ServerKeyCounts};
 pub use device_keys::{DeviceKeysError, VerifiedDeviceKeys, verify_device_keys};
-pub use machine::{OlmMachine, OpenError, ResponseError, SyncChanges, SyncError};
-pub use requests::{HttpMethod, OutgoingRequest};
+pub use machine::{OlmMachine, ResponseOutcome};
+pub use machine_types::{
+    DeviceInfo, OpenError, Recipients, ResponseError, SyncChanges, SyncError, SyncOutcome,
+};
+pub use olm::claim::{ClaimFailure, ClaimOutcome};
+pub use olm::{DecryptedToDevice, EncryptOutcome, SenderTrust, ToDeviceError};
+pub use requests::{HttpMethod, OutgoingRequest, RequestKind};
 pub use ruma;
 pub use time::Timestamp;
+pub use to_device::ToDeviceOutcome;
+pub use tracking::{DeviceRejection, QueryOutcome, RejectedDevice};
 pub use vodozemac;

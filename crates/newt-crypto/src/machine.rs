@@ -1,96 +1,33 @@
 //! The facade: routes each input to the part that owns it.
 //!
-//! Call order: [`OlmMachine::open`] once; then, each in its own store
-//! transaction, [`OlmMachine::receive_sync_changes`] for every sync,
-//! [`OlmMachine::outgoing_requests`] to learn what to send, and
-//! [`OlmMachine::mark_request_as_sent`] with each 2xx response body.
+//! Method taxonomy: getters take `&self` and no transaction; every input
+//! (`receive_sync_changes`, `mark_request_as_sent`, `mark_request_as_failed`)
+//! and every command (`update_tracked_users`, `get_missing_sessions`,
+//! `encrypt_to_device`, `outgoing_requests`) takes one store transaction,
+//! which the caller commits if the call succeeded.
+//!
+//! Call order: [`OlmMachine::open`] once per process; then for each sync
+//! `receive_sync_changes`; after any input, `outgoing_requests` and send
+//! them in the order given, reporting each with `mark_request_as_sent`.
 
 use crate::account::{OwnAccount, ServerKeyCounts};
+use crate::device_keys::VerifiedDeviceKeys;
+use crate::olm::claim::{self, ClaimOutcome};
+use crate::olm::decrypt::Me;
+use crate::olm::encrypt::{self, EncryptOutcome, Sender};
 use crate::requests::OutgoingRequest;
-use crate::store::{AccountRecord, AccountState, StoreError, StoreTxn};
+use crate::store::{AccountState, PendingKind, StoreError, StoreTxn};
 use crate::time::Timestamp;
+use crate::to_device::{self, Batch, ToDeviceOutcome};
+use crate::tracking::{self, Own, QueryOutcome};
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use vodozemac::olm::{Account, IdentityKeys};
+use vodozemac::olm::Account;
 
-/// Why the machine could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OpenError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The store holds another device's account (DEV-07: keys are never
-    /// shared between users or devices).
-    #[error("store belongs to {stored_user}/{stored_device}, not {user}/{device}")]
-    WrongAccount {
-        /// Owner found in the store.
-        stored_user: String,
-        /// Device found in the store.
-        stored_device: String,
-        /// Owner asked for.
-        user: String,
-        /// Device asked for.
-        device: String,
-    },
-}
-
-/// Why a response could not be applied. Nothing was changed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ResponseError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// No pending request has this ID (already handled, or never made).
-    #[error("no pending request with id {0}")]
-    UnknownRequest(String),
-    /// The body is not the JSON the endpoint returns.
-    #[error("malformed response: {0}")]
-    Malformed(String),
-    /// The store has no account; [`OlmMachine::open`] was not called on it.
-    #[error("the store holds no account")]
-    NoAccount,
-}
-
-/// Why sync changes could not be applied. Nothing was changed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SyncError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The store has no account.
-    #[error("the store holds no account")]
-    NoAccount,
-}
-
-/// The E2EE parts of one `/sync` response.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SyncChanges {
-    /// `device_one_time_keys_count`, if present.
-    pub one_time_key_counts: Option<BTreeMap<String, u64>>,
-    /// `device_unused_fallback_key_types`, if present.
-    pub unused_fallback_key_types: Option<Vec<String>>,
-}
-
-impl SyncChanges {
-    /// Reads the E2EE fields from a `/sync` response body.
-    pub fn from_sync_json(sync: &Value) -> Self {
-        let one_time_key_counts = sync
-            .get("device_one_time_keys_count")
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
-        let unused_fallback_key_types = sync
-            .get("device_unused_fallback_key_types")
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
-        Self {
-            one_time_key_counts,
-            unused_fallback_key_types,
-        }
-    }
-}
+use crate::machine_types::{
+    DeviceInfo, OpenError, Recipients, ResponseError, SyncChanges, SyncError, SyncOutcome,
+};
 
 /// The sans-I/O E2EE state machine for one device.
 #[derive(Debug)]
@@ -99,20 +36,34 @@ pub struct OlmMachine {
     device_id: OwnedDeviceId,
     ed25519: String,
     curve25519: String,
+    device_keys: Value,
+}
+
+fn load(txn: &mut impl StoreTxn) -> Result<Option<OwnAccount>, StoreError> {
+    Ok(txn.load_account()?.map(OwnAccount::from_record))
+}
+
+fn next_seq(txn: &mut impl StoreTxn) -> Result<u64, StoreError> {
+    Ok(txn
+        .load_pending_requests()?
+        .iter()
+        .map(|r| r.seq + 1)
+        .max()
+        .unwrap_or(0))
 }
 
 impl OlmMachine {
     /// Loads the device's account, or creates and persists a new one
     /// together with its first upload (DEV-08: persisted before sent).
+    /// Our own user is tracked, so our other devices are found (TRK-10).
     pub fn open(
         txn: &mut impl StoreTxn,
         user_id: &UserId,
         device_id: &DeviceId,
         now: Timestamp,
     ) -> Result<Self, OpenError> {
-        let account = match txn.load_account()? {
-            Some(record) => {
-                let account = OwnAccount::from_record(record);
+        let account = match load(txn)? {
+            Some(account) => {
                 if account.state.user_id != user_id || account.state.device_id != device_id {
                     return Err(OpenError::WrongAccount {
                         stored_user: account.state.user_id.to_string(),
@@ -126,27 +77,21 @@ impl OlmMachine {
             None => {
                 let mut account = OwnAccount {
                     inner: Account::new(),
-                    state: AccountState {
-                        user_id: user_id.to_owned(),
-                        device_id: device_id.to_owned(),
-                        device_keys_published: false,
-                        fallback_created_at_ms: None,
-                        forget_previous_fallback_at_ms: None,
-                        server_otk_count: None,
-                        pending_upload: None,
-                    },
+                    state: AccountState::new(user_id, device_id),
                 };
                 account.plan_upload(&ServerKeyCounts::default(), now);
                 txn.save_account(&account.to_record())?;
+                tracking::track(txn, &[user_id.to_owned()])?;
                 account
             }
         };
-        let keys: IdentityKeys = account.identity_keys();
+        let keys = account.identity_keys();
         Ok(Self {
             user_id: user_id.to_owned(),
             device_id: device_id.to_owned(),
             ed25519: keys.ed25519.to_base64(),
             curve25519: keys.curve25519.to_base64(),
+            device_keys: account.device_keys(),
         })
     }
 
@@ -170,23 +115,48 @@ impl OlmMachine {
         &self.curve25519
     }
 
-    fn load(txn: &mut impl StoreTxn) -> Result<Option<OwnAccount>, StoreError> {
-        Ok(txn.load_account()?.map(OwnAccount::from_record))
-    }
-
     /// Our signed device keys, as uploaded.
-    pub fn device_keys(&self, txn: &mut impl StoreTxn) -> Result<Option<Value>, StoreError> {
-        Ok(Self::load(txn)?.map(|a| a.device_keys()))
+    pub fn device_keys(&self) -> &Value {
+        &self.device_keys
     }
 
-    /// Applies one sync's E2EE changes: key counts, used fallback keys.
+    fn me(&self) -> Me<'_> {
+        Me {
+            user_id: self.user_id.as_str(),
+            ed25519: &self.ed25519,
+            curve25519: &self.curve25519,
+        }
+    }
+
+    fn own(&self) -> Own<'_> {
+        Own {
+            user_id: &self.user_id,
+            device_id: &self.device_id,
+            ed25519: &self.ed25519,
+            curve25519: &self.curve25519,
+        }
+    }
+
+    fn sender(&self) -> Sender<'_> {
+        Sender {
+            user_id: self.user_id.as_str(),
+            device_id: self.device_id.as_str(),
+            ed25519: &self.ed25519,
+            curve25519: &self.curve25519,
+            device_keys: &self.device_keys,
+        }
+    }
+
+    /// Applies one sync: key counts, device-list changes, and its to-device
+    /// events in order. Commit it in the same transaction as the sync
+    /// token that acknowledges it (TD-04).
     pub fn receive_sync_changes(
         &self,
         txn: &mut impl StoreTxn,
         changes: &SyncChanges,
         now: Timestamp,
-    ) -> Result<(), SyncError> {
-        let mut account = Self::load(txn)?.ok_or(SyncError::NoAccount)?;
+    ) -> Result<SyncOutcome, SyncError> {
+        let mut account = load(txn)?.ok_or(SyncError::NoAccount)?;
         let counts = ServerKeyCounts::from_sync(
             changes.one_time_key_counts.as_ref(),
             changes.unused_fallback_key_types.clone(),
@@ -194,24 +164,188 @@ impl OlmMachine {
         if account.plan_upload(&counts, now) {
             txn.save_account(&account.to_record())?;
         }
-        Ok(())
+        tracking::apply_device_list_changes(
+            txn,
+            &changes.device_lists_changed,
+            &changes.device_lists_left,
+        )?;
+        let mut batch = Batch::new(txn, self.me(), now)?;
+        let mut outcome = SyncOutcome::default();
+        for event in &changes.to_device_events {
+            if let Some(result) = batch.process(txn, &mut account, event)? {
+                outcome.to_device.push(result);
+            }
+        }
+        Ok(outcome)
     }
 
-    /// What to send now. A request stays here until its response is
-    /// reported, so after a crash it is handed out again, unchanged.
+    /// Starts following these users' devices (TRK-01).
+    pub fn update_tracked_users(
+        &self,
+        txn: &mut impl StoreTxn,
+        users: &[OwnedUserId],
+    ) -> Result<(), StoreError> {
+        tracking::track(txn, users)
+    }
+
+    /// Whether any of these users' device lists still needs a query.
+    pub fn has_outdated_users(
+        &self,
+        txn: &mut impl StoreTxn,
+        users: &[OwnedUserId],
+    ) -> Result<bool, StoreError> {
+        for user in users {
+            if txn
+                .load_tracked_user(user)?
+                .is_some_and(|u| u.tracked && u.outdated)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A user's known devices (our own device excluded).
+    pub fn devices(
+        &self,
+        txn: &mut impl StoreTxn,
+        user: &UserId,
+    ) -> Result<Vec<DeviceInfo>, StoreError> {
+        Ok(tracking::devices(txn, user)?
+            .into_iter()
+            .filter(|(keys, _)| {
+                !(keys.user_id() == self.user_id && keys.device_id() == self.device_id)
+            })
+            .map(|(keys, record)| DeviceInfo {
+                keys,
+                blocked: record.local.blocked,
+                keys_changed: record.local.key_change_refused,
+            })
+            .collect())
+    }
+
+    /// Blocks or unblocks a device: a blocked device is sent nothing.
+    pub fn set_blocked(
+        &self,
+        txn: &mut impl StoreTxn,
+        user: &UserId,
+        device: &DeviceId,
+        blocked: bool,
+    ) -> Result<bool, StoreError> {
+        let Some(mut record) = txn
+            .load_devices(user)?
+            .into_iter()
+            .find(|d| d.device_id == device)
+        else {
+            return Ok(false);
+        };
+        record.local.blocked = blocked;
+        txn.save_device(&record)?;
+        Ok(true)
+    }
+
+    fn resolve(
+        &self,
+        txn: &mut impl StoreTxn,
+        recipients: &Recipients,
+    ) -> Result<Vec<VerifiedDeviceKeys>, StoreError> {
+        let wanted: Vec<(OwnedUserId, Option<&OwnedDeviceId>)> = match recipients {
+            Recipients::Users(users) => users.iter().map(|u| (u.clone(), None)).collect(),
+            Recipients::Devices(devices) => {
+                devices.iter().map(|(u, d)| (u.clone(), Some(d))).collect()
+            }
+        };
+        let mut by_user: BTreeMap<OwnedUserId, Vec<Option<&OwnedDeviceId>>> = BTreeMap::new();
+        for (user, device) in wanted {
+            by_user.entry(user).or_default().push(device);
+        }
+        let mut out = Vec::new();
+        for (user, devices) in by_user {
+            for info in self.devices(txn, &user)? {
+                let listed = devices
+                    .iter()
+                    .any(|d| d.is_none_or(|d| d == info.keys.device_id()));
+                if listed && !info.blocked {
+                    out.push(info.keys);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// CLM-01..04: `/keys/claim` requests for the recipients' devices that
+    /// have no Olm session (and are not backing off or blocked). The
+    /// requests also appear in [`Self::outgoing_requests`].
+    pub fn get_missing_sessions(
+        &self,
+        txn: &mut impl StoreTxn,
+        recipients: &Recipients,
+        now: Timestamp,
+    ) -> Result<Vec<OutgoingRequest>, StoreError> {
+        let devices: Vec<_> = self
+            .resolve(txn, recipients)?
+            .into_iter()
+            .filter_map(|keys| {
+                txn.load_devices(keys.user_id())
+                    .ok()?
+                    .into_iter()
+                    .find(|d| d.device_id == keys.device_id())
+                    .map(|record| (keys, record))
+            })
+            .collect();
+        let needed = claim::needing_session(txn, &devices, now)?;
+        let mut seq = next_seq(txn)?;
+        Ok(claim::plan_claims(txn, needed, &mut seq)?
+            .iter()
+            .map(OutgoingRequest::pending)
+            .collect())
+    }
+
+    /// OLM-01..03: encrypts `content` as `event_type` for every recipient
+    /// device with an Olm session and queues the `/sendToDevice` requests.
+    pub fn encrypt_to_device(
+        &self,
+        txn: &mut impl StoreTxn,
+        event_type: &str,
+        content: &Value,
+        recipients: &Recipients,
+    ) -> Result<EncryptOutcome, StoreError> {
+        let devices = self.resolve(txn, recipients)?;
+        let mut seq = next_seq(txn)?;
+        encrypt::encrypt_for_devices(txn, &self.sender(), event_type, content, &devices, &mut seq)
+    }
+
+    /// What to send now, in order: the key upload, then every pending
+    /// request. New `/keys/query` requests for outdated users (TRK-01) and
+    /// claims for devices whose sessions broke (REC-02) are made here.
     pub fn outgoing_requests(
         &self,
         txn: &mut impl StoreTxn,
+        now: Timestamp,
     ) -> Result<Vec<OutgoingRequest>, StoreError> {
-        let mut requests = Vec::new();
-        if let Some(record) = txn.load_account()?
-            && let Some(upload) = record.state.pending_upload
-        {
-            requests.push(OutgoingRequest::KeysUpload {
-                request_id: upload.request_id,
-                body: upload.body,
-            });
+        let mut seq = next_seq(txn)?;
+        tracking::plan_queries(txn, now, &mut seq)?;
+        let mut wedged = Vec::new();
+        for user in txn.load_tracked_users()? {
+            for record in txn.load_devices(&user.user_id)? {
+                if record.local.wants_new_session {
+                    wedged.push((VerifiedDeviceKeys::from_record(&record)?, record));
+                }
+            }
         }
+        if !wedged.is_empty() {
+            let needed = claim::needing_session(txn, &wedged, now)?;
+            claim::plan_claims(txn, needed, &mut seq)?;
+        }
+        let mut requests = Vec::new();
+        if let Some(upload) = load(txn)?.and_then(|a| a.state.pending_upload) {
+            requests.push(OutgoingRequest::upload(&upload));
+        }
+        requests.extend(
+            txn.load_pending_requests()?
+                .iter()
+                .map(OutgoingRequest::pending),
+        );
         Ok(requests)
     }
 
@@ -221,20 +355,81 @@ impl OlmMachine {
         txn: &mut impl StoreTxn,
         request_id: &str,
         body: &str,
-        _now: Timestamp,
-    ) -> Result<(), ResponseError> {
-        let mut account = Self::load(txn)?.ok_or(ResponseError::NoAccount)?;
-        match &account.state.pending_upload {
-            Some(upload) if upload.request_id == request_id => {
-                let response: KeysUploadResponse = serde_json::from_str(body)
-                    .map_err(|e| ResponseError::Malformed(e.to_string()))?;
-                account.upload_succeeded(&response.one_time_key_counts);
-                let record: AccountRecord = account.to_record();
-                txn.save_account(&record)?;
-                Ok(())
-            }
-            _ => Err(ResponseError::UnknownRequest(request_id.to_owned())),
+        now: Timestamp,
+    ) -> Result<ResponseOutcome, ResponseError> {
+        let mut account = load(txn)?.ok_or(ResponseError::NoAccount)?;
+        if account
+            .state
+            .pending_upload
+            .as_ref()
+            .is_some_and(|u| u.request_id == request_id)
+        {
+            let response: KeysUploadResponse =
+                serde_json::from_str(body).map_err(|e| ResponseError::Malformed(e.to_string()))?;
+            account.upload_succeeded(&response.one_time_key_counts);
+            txn.save_account(&account.to_record())?;
+            return Ok(ResponseOutcome::default());
         }
+        let pending = txn
+            .load_pending_requests()?
+            .into_iter()
+            .find(|r| r.request_id == request_id)
+            .ok_or_else(|| ResponseError::UnknownRequest(request_id.to_owned()))?;
+        let response: Value =
+            serde_json::from_str(body).map_err(|e| ResponseError::Malformed(e.to_string()))?;
+        if !response.is_object() {
+            return Err(ResponseError::Malformed(
+                "response is not a JSON object".into(),
+            ));
+        }
+        txn.delete_pending_request(request_id)?;
+        let mut outcome = ResponseOutcome::default();
+        match &pending.kind {
+            PendingKind::KeysQuery { users } => {
+                let query = tracking::receive_query(txn, users, &response, &self.own(), now)?;
+                // TRK-10: the server lost our device: publish its keys again.
+                if query.own_device_missing && account.state.pending_upload.is_none() {
+                    account.state.device_keys_published = false;
+                    account.plan_upload(&ServerKeyCounts::default(), now);
+                    txn.save_account(&account.to_record())?;
+                }
+                outcome.released = to_device::release(txn, &self.me())?;
+                outcome.query = Some(query);
+            }
+            PendingKind::KeysClaim { devices } => {
+                let claimed = claim::receive_claim(txn, &account.inner, devices, &response, now)?;
+                if !claimed.replaced.is_empty() {
+                    // REC-02: tell the peer about the new session.
+                    let recipients = Recipients::Devices(claimed.replaced.clone());
+                    self.encrypt_to_device(txn, "m.dummy", &json!({}), &recipients)?;
+                }
+                outcome.claim = Some(claimed);
+            }
+            PendingKind::ToDevice { .. } => {}
+        }
+        Ok(outcome)
+    }
+
+    /// The driver gave up on a request (a permanent HTTP error, or retries
+    /// exhausted). Its effects are undone so the next round can retry; a
+    /// key upload stays pending and is handed out again unchanged.
+    pub fn mark_request_as_failed(
+        &self,
+        txn: &mut impl StoreTxn,
+        request_id: &str,
+    ) -> Result<(), StoreError> {
+        let Some(pending) = txn
+            .load_pending_requests()?
+            .into_iter()
+            .find(|r| r.request_id == request_id)
+        else {
+            return Ok(());
+        };
+        txn.delete_pending_request(request_id)?;
+        if let PendingKind::KeysQuery { users } = &pending.kind {
+            tracking::query_failed(txn, users)?;
+        }
+        Ok(())
     }
 }
 
@@ -242,4 +437,16 @@ impl OlmMachine {
 struct KeysUploadResponse {
     #[serde(default)]
     one_time_key_counts: BTreeMap<String, u64>,
+}
+
+/// What a response produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ResponseOutcome {
+    /// For `/keys/query`: what changed.
+    pub query: Option<QueryOutcome>,
+    /// For `/keys/claim`: sessions made and failures.
+    pub claim: Option<ClaimOutcome>,
+    /// Queued to-device events released by a device-list update (OLM-11).
+    pub released: Vec<ToDeviceOutcome>,
 }

@@ -1,8 +1,9 @@
 //! Requests the machine asks the driver to send, and their IDs.
 
+use crate::store::{PendingKind, PendingRequest, PendingUpload};
 use rand::RngCore;
 
-/// Makes a fresh, unguessable request ID.
+/// Makes a fresh, unguessable ID for requests and transactions.
 pub(crate) fn new_request_id() -> String {
     let mut bytes = [0u8; 12];
     rand::rng().fill_bytes(&mut bytes);
@@ -20,47 +21,112 @@ pub enum HttpMethod {
     Get,
 }
 
-/// A request for the driver to send. Report its response with
-/// [`crate::OlmMachine::mark_request_as_sent`] under the same ID. Retries
-/// must resend the identical body (OTK-08).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum OutgoingRequest {
-    /// `POST /_matrix/client/v3/keys/upload`
-    KeysUpload {
-        /// ID to report the response under.
-        request_id: String,
-        /// The exact JSON body, persisted before it was handed out (DEV-08).
-        body: String,
-    },
+pub enum RequestKind {
+    /// `POST /keys/upload`
+    KeysUpload,
+    /// `POST /keys/query`
+    KeysQuery,
+    /// `POST /keys/claim`
+    KeysClaim,
+    /// `PUT /sendToDevice/{type}/{txnId}`
+    ToDevice,
 }
 
+/// A request for the driver to send. Report its response with
+/// [`crate::OlmMachine::mark_request_as_sent`] under the same ID, or give
+/// up with [`crate::OlmMachine::mark_request_as_failed`]. Retries must
+/// resend the identical body to the identical path (OTK-08, TD-02).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingRequest {
+    request_id: String,
+    kind: RequestKind,
+    method: HttpMethod,
+    path: String,
+    body: String,
+}
+
+const V3: &str = "/_matrix/client/v3";
+
 impl OutgoingRequest {
+    pub(crate) fn upload(upload: &PendingUpload) -> Self {
+        Self {
+            request_id: upload.request_id.clone(),
+            kind: RequestKind::KeysUpload,
+            method: HttpMethod::Post,
+            path: format!("{V3}/keys/upload"),
+            body: upload.body.clone(),
+        }
+    }
+
+    pub(crate) fn pending(request: &PendingRequest) -> Self {
+        let (kind, method, path) = match &request.kind {
+            PendingKind::KeysQuery { .. } => (
+                RequestKind::KeysQuery,
+                HttpMethod::Post,
+                format!("{V3}/keys/query"),
+            ),
+            PendingKind::KeysClaim { .. } => (
+                RequestKind::KeysClaim,
+                HttpMethod::Post,
+                format!("{V3}/keys/claim"),
+            ),
+            PendingKind::ToDevice { event_type, txn_id } => (
+                RequestKind::ToDevice,
+                HttpMethod::Put,
+                format!(
+                    "{V3}/sendToDevice/{}/{}",
+                    path_segment(event_type),
+                    path_segment(txn_id)
+                ),
+            ),
+        };
+        Self {
+            request_id: request.request_id.clone(),
+            kind,
+            method,
+            path,
+            body: request.body.clone(),
+        }
+    }
+
     /// The ID to report the response under.
     pub fn request_id(&self) -> &str {
-        match self {
-            Self::KeysUpload { request_id, .. } => request_id,
-        }
+        &self.request_id
+    }
+
+    /// What the request is for.
+    pub fn kind(&self) -> RequestKind {
+        self.kind
     }
 
     /// The HTTP method.
     pub fn method(&self) -> HttpMethod {
-        match self {
-            Self::KeysUpload { .. } => HttpMethod::Post,
-        }
+        self.method
     }
 
     /// The path below the homeserver's base URL.
-    pub fn path(&self) -> String {
-        match self {
-            Self::KeysUpload { .. } => "/_matrix/client/v3/keys/upload".to_owned(),
-        }
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// The JSON body.
     pub fn body(&self) -> &str {
-        match self {
-            Self::KeysUpload { body, .. } => body,
+        &self.body
+    }
+}
+
+/// Percent-encodes one path segment.
+fn path_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
+    out
 }

@@ -3,7 +3,10 @@
 use rusqlite::{Connection, Transaction};
 
 /// Each entry upgrades the schema from its index to its index + 1.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_olm_channel.sql"),
+];
 
 /// The newest schema version this build knows.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -1,8 +1,13 @@
 //! A store transaction on SQLite.
 
 use crate::key::StoreKey;
-use newt_crypto::store::{AccountRecord, StoreError, StoreTxn};
-use rusqlite::{OptionalExtension, Transaction};
+use newt_crypto::ruma::{DeviceId, UserId};
+use newt_crypto::store::{
+    AccountRecord, DeviceRecord, OlmSessionRecord, OlmSessionTimes, PendingRequest, QueuedToDevice,
+    StoreError, StoreTxn, TrackedUser,
+};
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 const ACCOUNT_SLOT: &str = "account:pickle";
@@ -77,6 +82,38 @@ impl<'a> SqliteTxn<'a> {
     }
 }
 
+/// Public metadata of a queued event; the plaintext is sealed apart.
+#[derive(Serialize, Deserialize)]
+struct QueuedMeta {
+    seq: u64,
+    sender: newt_crypto::ruma::OwnedUserId,
+    sender_key: String,
+    received_at_ms: u64,
+}
+
+fn session_slot(sender_key: &str, session_id: &str) -> String {
+    format!("olm:{sender_key}:{session_id}")
+}
+
+impl SqliteTxn<'_> {
+    /// Rows of one JSON `data` column, decoded.
+    fn query_json<T: serde::de::DeserializeOwned, P: rusqlite::Params>(
+        &mut self,
+        sql: &str,
+        params: P,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(sql).map_err(backend)?;
+        let rows = stmt
+            .query_map(params, |row| row.get::<_, String>(0))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        rows.iter()
+            .map(|data| serde_json::from_str(data).map_err(corrupt))
+            .collect()
+    }
+}
+
 impl StoreTxn for SqliteTxn<'_> {
     fn load_account(&mut self) -> Result<Option<AccountRecord>, StoreError> {
         let row: Option<(Vec<u8>, String)> = self
@@ -114,6 +151,213 @@ impl StoreTxn for SqliteTxn<'_> {
                  ON CONFLICT(id) DO UPDATE SET pickle = excluded.pickle, state = excluded.state",
                 rusqlite::params![sealed, state],
             )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn load_tracked_users(&mut self) -> Result<Vec<TrackedUser>, StoreError> {
+        self.query_json("SELECT data FROM tracked_users", [])
+    }
+
+    fn load_tracked_user(&mut self, user: &UserId) -> Result<Option<TrackedUser>, StoreError> {
+        Ok(self
+            .query_json(
+                "SELECT data FROM tracked_users WHERE user_id = ?1",
+                [user.as_str()],
+            )?
+            .pop())
+    }
+
+    fn save_tracked_user(&mut self, user: &TrackedUser) -> Result<(), StoreError> {
+        let data = serde_json::to_string(user).map_err(corrupt)?;
+        self.tx
+            .execute(
+                "INSERT INTO tracked_users (user_id, data) VALUES (?1, ?2)
+                 ON CONFLICT(user_id) DO UPDATE SET data = excluded.data",
+                params![user.user_id.as_str(), data],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn load_devices(&mut self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.query_json(
+            "SELECT data FROM devices WHERE user_id = ?1 ORDER BY device_id",
+            [user.as_str()],
+        )
+    }
+
+    fn save_device(&mut self, device: &DeviceRecord) -> Result<(), StoreError> {
+        let data = serde_json::to_string(device).map_err(corrupt)?;
+        self.tx
+            .execute(
+                "INSERT INTO devices (user_id, device_id, data) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(user_id, device_id) DO UPDATE SET data = excluded.data",
+                params![device.user_id.as_str(), device.device_id.as_str(), data],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_device(&mut self, user: &UserId, device: &DeviceId) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                params![user.as_str(), device.as_str()],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn load_olm_sessions(&mut self, sender_key: &str) -> Result<Vec<OlmSessionRecord>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT session_id, pickle, data FROM olm_sessions WHERE sender_key = ?1",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([sender_key], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        drop(stmt);
+        rows.into_iter()
+            .map(|(session_id, sealed, data)| {
+                let slot = session_slot(sender_key, &session_id);
+                let pickle = self
+                    .key
+                    .open(&slot, &sealed)
+                    .ok_or(StoreError::Decryption)?;
+                let times: OlmSessionTimes = serde_json::from_str(&data).map_err(corrupt)?;
+                Ok(OlmSessionRecord {
+                    sender_key: sender_key.to_owned(),
+                    session_id,
+                    pickle: serde_json::from_slice(&pickle).map_err(corrupt)?,
+                    created_at_ms: times.created_at_ms,
+                    last_received_at_ms: times.last_received_at_ms,
+                })
+            })
+            .collect()
+    }
+
+    fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError> {
+        let pickle = Zeroizing::new(serde_json::to_vec(&session.pickle).map_err(corrupt)?);
+        let slot = session_slot(&session.sender_key, &session.session_id);
+        let sealed = self
+            .key
+            .seal(&slot, &pickle)
+            .ok_or_else(|| StoreError::Backend("session too large".into()))?;
+        let times = OlmSessionTimes {
+            created_at_ms: session.created_at_ms,
+            last_received_at_ms: session.last_received_at_ms,
+        };
+        let data = serde_json::to_string(&times).map_err(corrupt)?;
+        self.tx
+            .execute(
+                "INSERT INTO olm_sessions (sender_key, session_id, pickle, data) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(sender_key, session_id) DO UPDATE SET pickle = excluded.pickle, data = excluded.data",
+                params![session.sender_key, session.session_id, sealed, data],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn load_pending_requests(&mut self) -> Result<Vec<PendingRequest>, StoreError> {
+        self.query_json("SELECT data FROM pending_requests ORDER BY seq", [])
+    }
+
+    fn save_pending_request(&mut self, request: &PendingRequest) -> Result<(), StoreError> {
+        let data = serde_json::to_string(request).map_err(corrupt)?;
+        self.tx
+            .execute(
+                "INSERT INTO pending_requests (request_id, seq, data) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(request_id) DO UPDATE SET seq = excluded.seq, data = excluded.data",
+                params![request.request_id, request.seq as i64, data],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_pending_request(&mut self, request_id: &str) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "DELETE FROM pending_requests WHERE request_id = ?1",
+                [request_id],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn load_queued_to_device(&mut self) -> Result<Vec<QueuedToDevice>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT id, data, sealed FROM queued_to_device ORDER BY seq")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        drop(stmt);
+        rows.into_iter()
+            .map(|(id, data, sealed)| {
+                let meta: QueuedMeta = serde_json::from_str(&data).map_err(corrupt)?;
+                let plaintext = self
+                    .key
+                    .open(&format!("queued:{id}"), &sealed)
+                    .ok_or(StoreError::Decryption)?;
+                let plaintext = String::from_utf8(plaintext.to_vec())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(QueuedToDevice {
+                    id,
+                    seq: meta.seq,
+                    sender: meta.sender,
+                    sender_key: meta.sender_key,
+                    plaintext: Zeroizing::new(plaintext),
+                    received_at_ms: meta.received_at_ms,
+                })
+            })
+            .collect()
+    }
+
+    fn save_queued_to_device(&mut self, event: &QueuedToDevice) -> Result<(), StoreError> {
+        let meta = QueuedMeta {
+            seq: event.seq,
+            sender: event.sender.clone(),
+            sender_key: event.sender_key.clone(),
+            received_at_ms: event.received_at_ms,
+        };
+        let data = serde_json::to_string(&meta).map_err(corrupt)?;
+        let sealed = self
+            .key
+            .seal(&format!("queued:{}", event.id), event.plaintext.as_bytes())
+            .ok_or_else(|| StoreError::Backend("event too large".into()))?;
+        self.tx
+            .execute(
+                "INSERT INTO queued_to_device (id, seq, data, sealed) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, data = excluded.data, sealed = excluded.sealed",
+                params![event.id, event.seq as i64, data, sealed],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_queued_to_device(&mut self, id: &str) -> Result<(), StoreError> {
+        self.tx
+            .execute("DELETE FROM queued_to_device WHERE id = ?1", [id])
             .map_err(backend)?;
         Ok(())
     }

@@ -143,7 +143,7 @@ async fn crash_after_upload_reached_server_reuploads_identical_keys() {
         Some(&proxy.url()),
     );
     let mut client = client.unwrap();
-    assert_eq!(client.process_outgoing().await.unwrap(), 1);
+    assert!(client.process_outgoing().await.unwrap() >= 1);
     let uploads: Vec<_> = proxy
         .log()
         .into_iter()

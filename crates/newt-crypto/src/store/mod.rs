@@ -11,7 +11,12 @@ mod records;
 pub mod conformance;
 
 pub use memory::{MemoryStore, MemoryTxn};
-pub use records::{AccountRecord, AccountState, PendingUpload};
+
+pub use records::{
+    AccountRecord, AccountState, DeviceLocal, DeviceRecord, OlmSessionRecord, OlmSessionTimes,
+    PendingKind, PendingRequest, PendingUpload, QueuedToDevice, TrackedUser,
+};
+use ruma::{DeviceId, UserId};
 
 /// A storage failure. The input that hit it must be retried or dropped as a
 /// whole; nothing was committed.
@@ -42,13 +47,48 @@ pub trait Store {
 
 /// Everything the machine reads or writes, inside one transaction.
 ///
-/// Each fact has exactly one place: the account (with its upload state)
-/// and small named values for driver bookkeeping such as the sync token.
+/// Each fact has exactly one place: the account (with its upload state),
+/// tracked users, devices, Olm sessions, pending requests, queued
+/// to-device events, and small named values for driver bookkeeping such
+/// as the sync token.
 pub trait StoreTxn {
     /// The account, if one was created.
     fn load_account(&mut self) -> Result<Option<AccountRecord>, StoreError>;
     /// Replaces the account. The pickle is a secret: stores encrypt it.
     fn save_account(&mut self, record: &AccountRecord) -> Result<(), StoreError>;
+
+    /// Every user with a tracking record.
+    fn load_tracked_users(&mut self) -> Result<Vec<TrackedUser>, StoreError>;
+    /// One user's tracking record.
+    fn load_tracked_user(&mut self, user: &UserId) -> Result<Option<TrackedUser>, StoreError>;
+    /// Inserts or replaces a tracking record.
+    fn save_tracked_user(&mut self, user: &TrackedUser) -> Result<(), StoreError>;
+
+    /// A user's devices.
+    fn load_devices(&mut self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// Inserts or replaces a device.
+    fn save_device(&mut self, device: &DeviceRecord) -> Result<(), StoreError>;
+    /// Removes a device the server no longer lists.
+    fn delete_device(&mut self, user: &UserId, device: &DeviceId) -> Result<(), StoreError>;
+
+    /// Olm sessions with the device whose Curve25519 key is `sender_key`.
+    fn load_olm_sessions(&mut self, sender_key: &str) -> Result<Vec<OlmSessionRecord>, StoreError>;
+    /// Inserts or replaces an Olm session (by sender key and session ID).
+    fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError>;
+
+    /// Pending requests, in creation order.
+    fn load_pending_requests(&mut self) -> Result<Vec<PendingRequest>, StoreError>;
+    /// Inserts a pending request.
+    fn save_pending_request(&mut self, request: &PendingRequest) -> Result<(), StoreError>;
+    /// Removes an answered pending request.
+    fn delete_pending_request(&mut self, request_id: &str) -> Result<(), StoreError>;
+
+    /// Queued to-device events, in arrival order (OLM-11, OLM-12).
+    fn load_queued_to_device(&mut self) -> Result<Vec<QueuedToDevice>, StoreError>;
+    /// Queues a to-device event. The plaintext is secret.
+    fn save_queued_to_device(&mut self, event: &QueuedToDevice) -> Result<(), StoreError>;
+    /// Removes a queued event.
+    fn delete_queued_to_device(&mut self, id: &str) -> Result<(), StoreError>;
     /// A small non-secret value, such as the sync token.
     fn get_value(&mut self, key: &str) -> Result<Option<String>, StoreError>;
     /// Sets a small non-secret value.

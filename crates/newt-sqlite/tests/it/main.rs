@@ -33,7 +33,7 @@ fn account_round_trips_through_the_file() {
         let mut store = SqliteStore::open(&path, StoreKey::from_bytes([1; 32])).unwrap();
         let mut txn = store.transaction().unwrap();
         let machine = OlmMachine::open(&mut txn, &user, &device, Timestamp(0)).unwrap();
-        let body = machine.outgoing_requests(&mut txn).unwrap()[0]
+        let body = machine.outgoing_requests(&mut txn, Timestamp(0)).unwrap()[0]
             .body()
             .to_owned();
         txn.set_value("sync_token", "s42").unwrap();
@@ -44,7 +44,10 @@ fn account_round_trips_through_the_file() {
     let mut txn = store.transaction().unwrap();
     let machine = OlmMachine::open(&mut txn, &user, &device, Timestamp(0)).unwrap();
     assert_eq!(machine.ed25519_key(), ed);
-    assert_eq!(machine.outgoing_requests(&mut txn).unwrap()[0].body(), body);
+    assert_eq!(
+        machine.outgoing_requests(&mut txn, Timestamp(0)).unwrap()[0].body(),
+        body
+    );
     assert_eq!(txn.get_value("sync_token").unwrap().as_deref(), Some("s42"));
 }
 

@@ -1,0 +1,222 @@
+//! Establishing Olm sessions (CLM-01..06): which devices need a session,
+//! the `/keys/claim` requests, and the checks on every claimed key before
+//! a session is made from it.
+
+use super::sessions::{self, LiveSession};
+use crate::SIGNED_CURVE25519;
+use crate::backoff;
+use crate::device_keys::VerifiedDeviceKeys;
+use crate::requests::new_request_id;
+use crate::signing::verify_json;
+use crate::store::{DeviceRecord, PendingKind, PendingRequest, StoreError, StoreTxn};
+use crate::time::Timestamp;
+use rayon::prelude::*;
+use ruma::{OwnedDeviceId, OwnedUserId};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use vodozemac::Curve25519PublicKey;
+use vodozemac::olm::{Account, SessionConfig};
+
+/// Users per `/keys/claim` request.
+pub(crate) const CLAIM_CHUNK: usize = 250;
+
+/// Why no session could be made with a device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimFailure {
+    /// CLM-02: the server had no key for the device, or its server failed.
+    #[error("no one-time key was returned")]
+    NoKey,
+    /// CLM-01: the key's signature does not verify with the device's key.
+    #[error("the one-time key's signature is invalid")]
+    BadSignature,
+    /// The key is not valid Curve25519.
+    #[error("the one-time key is malformed")]
+    MalformedKey,
+    /// vodozemac refused to make a session from it.
+    #[error("session creation failed: {0}")]
+    SessionCreation(String),
+}
+
+/// What a claim response produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClaimOutcome {
+    /// Devices that now have a new session.
+    pub created: Vec<(OwnedUserId, OwnedDeviceId)>,
+    /// Devices that failed, backing off (CLM-02).
+    pub failed: Vec<(OwnedUserId, OwnedDeviceId, ClaimFailure)>,
+    /// Devices whose broken session was replaced; they get an `m.dummy`
+    /// over the new one (REC-02).
+    pub replaced: Vec<(OwnedUserId, OwnedDeviceId)>,
+}
+
+type DeviceKey = (OwnedUserId, OwnedDeviceId);
+
+/// Devices already in a claim in flight.
+fn in_flight(txn: &mut impl StoreTxn) -> Result<BTreeSet<DeviceKey>, StoreError> {
+    let mut set = BTreeSet::new();
+    for request in txn.load_pending_requests()? {
+        if let PendingKind::KeysClaim { devices } = request.kind {
+            set.extend(devices);
+        }
+    }
+    Ok(set)
+}
+
+/// Picks the devices that need a session: none yet (CLM-03: never claim
+/// for a device that has one) or a broken one (REC-01); not blocked, not
+/// backing off, not already being claimed.
+pub(crate) fn needing_session(
+    txn: &mut impl StoreTxn,
+    devices: &[(VerifiedDeviceKeys, DeviceRecord)],
+    now: Timestamp,
+) -> Result<Vec<DeviceKey>, StoreError> {
+    let busy = in_flight(txn)?;
+    let mut out = Vec::new();
+    for (keys, record) in devices {
+        let id = (record.user_id.clone(), record.device_id.clone());
+        if record.local.blocked
+            || busy.contains(&id)
+            || !backoff::ready(record.local.claim_retry_at_ms, now)
+        {
+            continue;
+        }
+        if record.local.wants_new_session || !sessions::exists(txn, &keys.curve25519().to_base64())?
+        {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Makes `/keys/claim` requests for `devices`, in chunks of users.
+pub(crate) fn plan_claims(
+    txn: &mut impl StoreTxn,
+    devices: Vec<DeviceKey>,
+    next_seq: &mut u64,
+) -> Result<Vec<PendingRequest>, StoreError> {
+    let mut by_user: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>> = BTreeMap::new();
+    for (user, device) in devices {
+        by_user.entry(user).or_default().push(device);
+    }
+    let users: Vec<_> = by_user.into_iter().collect();
+    let mut requests = Vec::new();
+    for chunk in users.chunks(CLAIM_CHUNK) {
+        let mut body = Map::new();
+        let mut listed = Vec::new();
+        for (user, devices) in chunk {
+            let mut per_device = Map::new();
+            for device in devices {
+                per_device.insert(device.to_string(), json!(SIGNED_CURVE25519));
+                listed.push((user.clone(), device.clone()));
+            }
+            body.insert(user.to_string(), Value::Object(per_device));
+        }
+        let request = PendingRequest {
+            request_id: new_request_id(),
+            kind: PendingKind::KeysClaim { devices: listed },
+            body: json!({"one_time_keys": body, "timeout": 10_000}).to_string(),
+            seq: *next_seq,
+        };
+        *next_seq += 1;
+        txn.save_pending_request(&request)?;
+        requests.push(request);
+    }
+    Ok(requests)
+}
+
+/// The claimed key object for one device, if the response has one of the
+/// right algorithm (CLM-02).
+fn claimed_key<'a>(response: &'a Value, user: &str, device: &str) -> Option<&'a Value> {
+    response
+        .get("one_time_keys")?
+        .get(user)?
+        .get(device)?
+        .as_object()?
+        .iter()
+        .find(|(id, _)| id.starts_with(&format!("{SIGNED_CURVE25519}:")))
+        .map(|(_, key)| key)
+}
+
+/// Checks one claimed key and makes the session (CLM-01, CLM-03).
+fn establish(
+    account: &Account,
+    keys: &VerifiedDeviceKeys,
+    key: Option<&Value>,
+) -> Result<vodozemac::olm::Session, ClaimFailure> {
+    let key = key.ok_or(ClaimFailure::NoKey)?;
+    verify_json(
+        key,
+        keys.user_id().as_str(),
+        &format!("ed25519:{}", keys.device_id()),
+        &keys.ed25519(),
+    )
+    .map_err(|_| ClaimFailure::BadSignature)?;
+    let otk = key
+        .get("key")
+        .and_then(Value::as_str)
+        .and_then(|k| Curve25519PublicKey::from_base64(k).ok())
+        .ok_or(ClaimFailure::MalformedKey)?;
+    account
+        .create_outbound_session(SessionConfig::version_1(), keys.curve25519(), otk)
+        .map_err(|e| ClaimFailure::SessionCreation(e.to_string()))
+}
+
+/// Applies a `/keys/claim` response. Signature checks and session creation
+/// run on every core; results are stored in request order.
+pub(crate) fn receive_claim(
+    txn: &mut impl StoreTxn,
+    account: &Account,
+    devices: &[DeviceKey],
+    response: &Value,
+    now: Timestamp,
+) -> Result<ClaimOutcome, StoreError> {
+    let mut work = Vec::new();
+    for (user, device) in devices {
+        let Some(record) = txn
+            .load_devices(user)?
+            .into_iter()
+            .find(|d| &d.device_id == device)
+        else {
+            continue;
+        };
+        let keys = VerifiedDeviceKeys::from_record(&record)?;
+        work.push((record, keys));
+    }
+    let results: Vec<_> = work
+        .par_iter()
+        .map(|(record, keys)| {
+            let key = claimed_key(response, record.user_id.as_str(), record.device_id.as_str());
+            establish(account, keys, key)
+        })
+        .collect();
+    let mut outcome = ClaimOutcome::default();
+    for ((mut record, keys), result) in work.into_iter().zip(results) {
+        let id = (record.user_id.clone(), record.device_id.clone());
+        match result {
+            Ok(session) => {
+                let live = LiveSession::new(session, keys.curve25519().to_base64(), now.0);
+                txn.save_olm_session(&live.to_record())?;
+                record.local.claim_failures = 0;
+                record.local.claim_retry_at_ms = None;
+                if record.local.wants_new_session {
+                    record.local.wants_new_session = false;
+                    record.local.new_session_at_ms = Some(now.0);
+                    outcome.replaced.push(id.clone());
+                }
+                txn.save_device(&record)?;
+                outcome.created.push(id);
+            }
+            Err(failure) => {
+                tracing::warn!(user = %id.0, device = %id.1, %failure, "no Olm session");
+                record.local.claim_failures += 1;
+                record.local.claim_retry_at_ms =
+                    Some(backoff::retry_at(now, record.local.claim_failures));
+                txn.save_device(&record)?;
+                outcome.failed.push((id.0, id.1, failure));
+            }
+        }
+    }
+    Ok(outcome)
+}

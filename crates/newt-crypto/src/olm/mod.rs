@@ -1,0 +1,11 @@
+//! The Olm channel: sessions per device (CLM-*), encrypting to-device
+//! payloads (OLM-01..03) and decrypting them with every check (OLM-05..13,
+//! REC-01..03).
+
+pub(crate) mod claim;
+pub(crate) mod decrypt;
+pub(crate) mod encrypt;
+pub(crate) mod sessions;
+
+pub use decrypt::{DecryptedToDevice, SenderTrust, ToDeviceError};
+pub use encrypt::EncryptOutcome;

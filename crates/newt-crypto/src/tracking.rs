@@ -1,0 +1,303 @@
+//! Device tracking (TRK-01..13): which users we follow, when their device
+//! lists are outdated, the `/keys/query` requests that refresh them, and
+//! the checks every returned device passes before it is stored.
+
+use crate::backoff;
+use crate::device_keys::{VerifiedDeviceKeys, verify_device_keys};
+use crate::requests::new_request_id;
+use crate::store::{DeviceRecord, PendingKind, PendingRequest, StoreError, StoreTxn, TrackedUser};
+use crate::time::Timestamp;
+use ruma::{DeviceId, OwnedUserId, UserId};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Users per `/keys/query` request.
+pub(crate) const QUERY_CHUNK: usize = 250;
+
+/// A device the server listed that failed its checks, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedDevice {
+    /// The user it was listed under.
+    pub user_id: OwnedUserId,
+    /// The device ID it was listed under.
+    pub device_id: String,
+    /// Why it was refused.
+    pub reason: DeviceRejection,
+}
+
+/// Why a listed device was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceRejection {
+    /// TRK-06/TRK-07: bad signature, mismatched IDs or malformed keys.
+    Invalid(crate::device_keys::DeviceKeysError),
+    /// TRK-08: a known device ID with different keys; the old keys stay.
+    KeysChanged,
+}
+
+/// What a `/keys/query` response changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueryOutcome {
+    /// Users whose device lists are now current.
+    pub updated: Vec<OwnedUserId>,
+    /// Users whose servers failed; they stay outdated (TRK-11).
+    pub failed: Vec<OwnedUserId>,
+    /// Devices that were refused.
+    pub rejected: Vec<RejectedDevice>,
+    /// TRK-10: the server does not list our own device.
+    pub own_device_missing: bool,
+    /// TRK-10: the server lists other keys for our own device.
+    pub own_device_mismatch: bool,
+}
+
+/// Starts tracking users; new ones are outdated until queried (TRK-01).
+pub(crate) fn track(txn: &mut impl StoreTxn, users: &[OwnedUserId]) -> Result<(), StoreError> {
+    for user in users {
+        match txn.load_tracked_user(user)? {
+            Some(existing) if existing.tracked => {}
+            Some(mut existing) => {
+                existing.tracked = true;
+                mark_outdated(&mut existing);
+                txn.save_tracked_user(&existing)?;
+            }
+            None => txn.save_tracked_user(&TrackedUser::new(user.clone()))?,
+        }
+    }
+    Ok(())
+}
+
+fn mark_outdated(user: &mut TrackedUser) {
+    user.outdated = true;
+    user.generation += 1;
+}
+
+/// `device_lists.changed` (TRK-02) and `left` (TRK-05).
+pub(crate) fn apply_device_list_changes(
+    txn: &mut impl StoreTxn,
+    changed: &[OwnedUserId],
+    left: &[OwnedUserId],
+) -> Result<(), StoreError> {
+    for user in changed {
+        if let Some(mut tracked) = txn.load_tracked_user(user)?
+            && tracked.tracked
+        {
+            mark_outdated(&mut tracked);
+            // A change is news: retry a failing server at once.
+            tracked.retry_at_ms = None;
+            txn.save_tracked_user(&tracked)?;
+        }
+    }
+    for user in left {
+        if let Some(mut tracked) = txn.load_tracked_user(user)? {
+            tracked.tracked = false;
+            tracked.outdated = false;
+            txn.save_tracked_user(&tracked)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes `/keys/query` requests for outdated users that have none in
+/// flight and are not backing off, in chunks.
+pub(crate) fn plan_queries(
+    txn: &mut impl StoreTxn,
+    now: Timestamp,
+    next_seq: &mut u64,
+) -> Result<Vec<PendingRequest>, StoreError> {
+    let mut due: Vec<TrackedUser> = txn
+        .load_tracked_users()?
+        .into_iter()
+        .filter(|u| {
+            u.tracked
+                && u.outdated
+                && u.query_in_flight.is_none()
+                && backoff::ready(u.retry_at_ms, now)
+        })
+        .collect();
+    let mut requests = Vec::new();
+    for chunk in due.chunks_mut(QUERY_CHUNK) {
+        let request_id = new_request_id();
+        let mut users = BTreeMap::new();
+        let mut body = serde_json::Map::new();
+        for user in chunk.iter_mut() {
+            users.insert(user.user_id.clone(), user.generation);
+            body.insert(user.user_id.to_string(), json!([]));
+            user.query_in_flight = Some(request_id.clone());
+            txn.save_tracked_user(user)?;
+        }
+        let request = PendingRequest {
+            request_id,
+            kind: PendingKind::KeysQuery { users },
+            body: json!({"device_keys": body, "timeout": 10_000}).to_string(),
+            seq: *next_seq,
+        };
+        *next_seq += 1;
+        txn.save_pending_request(&request)?;
+        requests.push(request);
+    }
+    Ok(requests)
+}
+
+/// Our own identity, for TRK-10.
+pub(crate) struct Own<'a> {
+    pub(crate) user_id: &'a UserId,
+    pub(crate) device_id: &'a DeviceId,
+    pub(crate) ed25519: &'a str,
+    pub(crate) curve25519: &'a str,
+}
+
+/// Applies a `/keys/query` response for the users of one request.
+pub(crate) fn receive_query(
+    txn: &mut impl StoreTxn,
+    users: &BTreeMap<OwnedUserId, u64>,
+    response: &Value,
+    own: &Own<'_>,
+    now: Timestamp,
+) -> Result<QueryOutcome, StoreError> {
+    let mut outcome = QueryOutcome::default();
+    let failures = response.get("failures").and_then(Value::as_object);
+    for (user_id, generation) in users {
+        let Some(mut tracked) = txn.load_tracked_user(user_id)? else {
+            continue;
+        };
+        if tracked.query_in_flight.is_some() {
+            tracked.query_in_flight = None;
+        }
+        let server_failed =
+            failures.is_some_and(|f| f.contains_key(user_id.server_name().as_str()));
+        if server_failed {
+            // TRK-11: keep the user outdated, back off, block nobody else.
+            tracked.failures += 1;
+            tracked.retry_at_ms = Some(backoff::retry_at(now, tracked.failures));
+            txn.save_tracked_user(&tracked)?;
+            outcome.failed.push(user_id.clone());
+            continue;
+        }
+        let listed = response
+            .get("device_keys")
+            .and_then(|d| d.get(user_id.as_str()))
+            .and_then(Value::as_object);
+        if user_id == own.user_id {
+            check_own_device(listed, own, &mut outcome);
+        }
+        store_devices(txn, user_id, listed, own, &mut outcome)?;
+        tracked.failures = 0;
+        tracked.retry_at_ms = None;
+        // TRK-04: a change that arrived while this was in flight keeps the
+        // user outdated for another round.
+        if tracked.generation == *generation {
+            tracked.outdated = false;
+        }
+        txn.save_tracked_user(&tracked)?;
+        outcome.updated.push(user_id.clone());
+    }
+    Ok(outcome)
+}
+
+/// A query request failed at the HTTP level: its users stay outdated and
+/// are queried again by the next round (TRK-11's backoff is for servers
+/// listed in `failures`).
+pub(crate) fn query_failed(
+    txn: &mut impl StoreTxn,
+    users: &BTreeMap<OwnedUserId, u64>,
+) -> Result<(), StoreError> {
+    for user_id in users.keys() {
+        if let Some(mut tracked) = txn.load_tracked_user(user_id)? {
+            tracked.query_in_flight = None;
+            txn.save_tracked_user(&tracked)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_own_device(
+    listed: Option<&serde_json::Map<String, Value>>,
+    own: &Own<'_>,
+    outcome: &mut QueryOutcome,
+) {
+    let Some(json) = listed.and_then(|l| l.get(own.device_id.as_str())) else {
+        outcome.own_device_missing = true;
+        return;
+    };
+    let keys = json.get("keys");
+    let key = |alg: &str| {
+        keys.and_then(|k| k.get(format!("{alg}:{}", own.device_id)))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    if key("ed25519").as_deref() != Some(own.ed25519)
+        || key("curve25519").as_deref() != Some(own.curve25519)
+    {
+        outcome.own_device_mismatch = true;
+    }
+}
+
+fn store_devices(
+    txn: &mut impl StoreTxn,
+    user_id: &UserId,
+    listed: Option<&serde_json::Map<String, Value>>,
+    own: &Own<'_>,
+    outcome: &mut QueryOutcome,
+) -> Result<(), StoreError> {
+    let existing: BTreeMap<String, DeviceRecord> = txn
+        .load_devices(user_id)?
+        .into_iter()
+        .map(|d| (d.device_id.to_string(), d))
+        .collect();
+    let empty = serde_json::Map::new();
+    let listed = listed.unwrap_or(&empty);
+    for (device_id, json) in listed {
+        if user_id == own.user_id && device_id == own.device_id.as_str() {
+            continue;
+        }
+        let device: ruma::OwnedDeviceId = device_id.as_str().into();
+        let verified = match verify_device_keys(user_id, &device, json) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(%user_id, %device_id, error = %e, "refusing device keys");
+                outcome.rejected.push(RejectedDevice {
+                    user_id: user_id.to_owned(),
+                    device_id: device_id.clone(),
+                    reason: DeviceRejection::Invalid(e),
+                });
+                continue;
+            }
+        };
+        let mut record = verified.to_record();
+        if let Some(old) = existing.get(device_id) {
+            if old.ed25519 != record.ed25519 || old.curve25519 != record.curve25519 {
+                // TRK-08: never silently replace a known device's keys.
+                tracing::warn!(%user_id, %device_id, "device keys changed; keeping the old ones");
+                let mut flagged = old.clone();
+                flagged.local.key_change_refused = true;
+                txn.save_device(&flagged)?;
+                outcome.rejected.push(RejectedDevice {
+                    user_id: user_id.to_owned(),
+                    device_id: device_id.clone(),
+                    reason: DeviceRejection::KeysChanged,
+                });
+                continue;
+            }
+            record.local = old.local.clone();
+        }
+        txn.save_device(&record)?;
+    }
+    for (device_id, old) in &existing {
+        if !listed.contains_key(device_id) {
+            txn.delete_device(user_id, &old.device_id)?;
+        }
+    }
+    Ok(())
+}
+
+/// A user's stored devices with their local state.
+pub(crate) fn devices(
+    txn: &mut impl StoreTxn,
+    user_id: &UserId,
+) -> Result<Vec<(VerifiedDeviceKeys, DeviceRecord)>, StoreError> {
+    txn.load_devices(user_id)?
+        .into_iter()
+        .map(|record| Ok((VerifiedDeviceKeys::from_record(&record)?, record)))
+        .collect()
+}
