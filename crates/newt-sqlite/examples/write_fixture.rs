@@ -22,6 +22,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = newt_crypto::ruma::OwnedDeviceId::from("FIXTURE");
     OlmMachine::open(&mut txn, &user, &device, Timestamp(0))?;
     txn.set_value("sync_token", "s_fixture")?;
+    // Schema 2: device tracking.
+    let peer = newt_crypto::ruma::OwnedUserId::try_from("@peer:example.org")?;
+    txn.save_tracked_user(&newt_crypto::store::TrackedUser::new(peer))?;
     txn.commit()?;
     drop(store);
     println!("wrote {}", path.display());

@@ -4,7 +4,12 @@
 //! stores. Each check panics with a message naming what broke.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::{AccountRecord, AccountState, Store, StoreTxn};
+use super::{
+    AccountRecord, AccountState, DeviceLocal, DeviceRecord, OlmSessionRecord, PendingKind, PendingRequest,
+    QueuedToDevice, Store, StoreTxn, TrackedUser,
+};
+use ruma::{OwnedDeviceId, OwnedUserId};
+use std::collections::BTreeMap;
 use vodozemac::olm::Account;
 
 /// Runs every check on fresh stores made by `make`.
@@ -13,6 +18,10 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     account_round_trips(&mut make());
     dropped_transaction_rolls_back(&mut make());
     values_round_trip_and_overwrite(&mut make());
+    tracked_users_and_devices(&mut make());
+    olm_sessions_round_trip(&mut make());
+    pending_requests_keep_order(&mut make());
+    queued_events_keep_order_and_content(&mut make());
 }
 
 fn state() -> AccountState {
@@ -87,6 +96,142 @@ pub fn values_round_trip_and_overwrite<S: Store>(store: &mut S) {
     txn.commit().unwrap();
     let mut txn = store.transaction().unwrap();
     assert_eq!(txn.get_value("sync_token").unwrap().as_deref(), Some("s2"));
+}
+
+fn user(name: &str) -> OwnedUserId {
+    format!("@{name}:example.org").try_into().unwrap()
+}
+
+fn device(user_id: &OwnedUserId, id: &str) -> DeviceRecord {
+    DeviceRecord {
+        user_id: user_id.clone(),
+        device_id: OwnedDeviceId::from(id),
+        keys_json: format!(r#"{{"device_id":"{id}"}}"#),
+        ed25519: format!("ed-{id}"),
+        curve25519: format!("curve-{id}"),
+        local: DeviceLocal::default(),
+    }
+}
+
+/// Tracking records and devices read back, per user, and replace.
+pub fn tracked_users_and_devices<S: Store>(store: &mut S) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let mut txn = store.transaction().unwrap();
+    let mut tracked = TrackedUser::new(alice.clone());
+    txn.save_tracked_user(&tracked).unwrap();
+    txn.save_tracked_user(&TrackedUser::new(bob.clone())).unwrap();
+    txn.save_device(&device(&alice, "A1")).unwrap();
+    txn.save_device(&device(&alice, "A2")).unwrap();
+    txn.save_device(&device(&bob, "B1")).unwrap();
+    txn.commit().unwrap();
+
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(txn.load_tracked_users().unwrap().len(), 2);
+    assert_eq!(txn.load_tracked_user(&alice).unwrap(), Some(tracked.clone()));
+    tracked.outdated = false;
+    tracked.generation = 7;
+    txn.save_tracked_user(&tracked).unwrap();
+    let mut changed = device(&alice, "A1");
+    changed.local.blocked = true;
+    txn.save_device(&changed).unwrap();
+    txn.delete_device(&alice, &OwnedDeviceId::from("A2")).unwrap();
+    txn.commit().unwrap();
+
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(txn.load_tracked_user(&alice).unwrap(), Some(tracked));
+    assert_eq!(txn.load_devices(&alice).unwrap(), vec![changed]);
+    assert_eq!(txn.load_devices(&bob).unwrap(), vec![device(&bob, "B1")]);
+    assert!(txn.load_devices(&user("carol")).unwrap().is_empty());
+}
+
+/// Sessions read back by sender key with their times; saving again
+/// replaces by session ID.
+pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
+    let alice = Account::new();
+    let mut bob = Account::new();
+    bob.generate_one_time_keys(2);
+    let otks: Vec<_> = bob.one_time_keys().into_values().collect();
+    let config = vodozemac::olm::SessionConfig::version_1();
+    let bob_key = bob.curve25519_key().to_base64();
+    let mut txn = store.transaction().unwrap();
+    let mut ids = Vec::new();
+    for (i, otk) in otks.iter().enumerate() {
+        let session = alice.create_outbound_session(config, bob.curve25519_key(), *otk).unwrap();
+        ids.push(session.session_id());
+        txn.save_olm_session(&OlmSessionRecord {
+            sender_key: bob_key.clone(),
+            session_id: session.session_id(),
+            pickle: session.pickle(),
+            created_at_ms: i as u64,
+            last_received_at_ms: None,
+        })
+        .unwrap();
+    }
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    let mut loaded = txn.load_olm_sessions(&bob_key).unwrap();
+    loaded.sort_by_key(|s| s.created_at_ms);
+    assert_eq!(loaded.iter().map(|s| s.session_id.clone()).collect::<Vec<_>>(), ids);
+    assert!(txn.load_olm_sessions("someone-else").unwrap().is_empty());
+    let mut first = loaded.remove(0);
+    first.last_received_at_ms = Some(99);
+    txn.save_olm_session(&first).unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    let again = txn.load_olm_sessions(&bob_key).unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().any(|s| s.session_id == ids[0] && s.last_received_at_ms == Some(99)));
+    let restored = vodozemac::olm::Session::from_pickle(again.into_iter().next().unwrap().pickle);
+    assert!(ids.contains(&restored.session_id()));
+}
+
+/// Pending requests come back in creation order and can be removed.
+pub fn pending_requests_keep_order<S: Store>(store: &mut S) {
+    let mut txn = store.transaction().unwrap();
+    for (seq, id) in [(2, "c"), (0, "a"), (1, "b")] {
+        txn.save_pending_request(&PendingRequest {
+            request_id: id.into(),
+            kind: PendingKind::KeysQuery { users: BTreeMap::from([(user("alice"), seq)]) },
+            body: format!("{{\"n\":{seq}}}"),
+            seq,
+        })
+        .unwrap();
+    }
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    let ids: Vec<_> = txn.load_pending_requests().unwrap().into_iter().map(|r| r.request_id).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    txn.delete_pending_request("b").unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    let ids: Vec<_> = txn.load_pending_requests().unwrap().into_iter().map(|r| r.request_id).collect();
+    assert_eq!(ids, ["a", "c"]);
+}
+
+/// Queued to-device events keep arrival order and their plaintext.
+pub fn queued_events_keep_order_and_content<S: Store>(store: &mut S) {
+    let mut txn = store.transaction().unwrap();
+    for (seq, id) in [(1, "second"), (0, "first")] {
+        txn.save_queued_to_device(&QueuedToDevice {
+            id: id.into(),
+            seq,
+            sender: user("alice"),
+            sender_key: "curve".into(),
+            plaintext: format!("{{\"id\":\"{id}\"}}").into(),
+            received_at_ms: 5,
+        })
+        .unwrap();
+    }
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    let queued = txn.load_queued_to_device().unwrap();
+    assert_eq!(queued.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(), ["first", "second"]);
+    assert_eq!(queued[0].plaintext.as_str(), r#"{"id":"first"}"#);
+    assert_eq!(queued[0].sender, user("alice"));
+    txn.delete_queued_to_device("first").unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(txn.load_queued_to_device().unwrap().len(), 1);
 }
 
 #[cfg(test)]
