@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::{
-    AccountRecord, AccountState, DeviceLocal, DeviceRecord, OlmSessionRecord, PendingKind, PendingRequest,
-    QueuedToDevice, Store, StoreTxn, TrackedUser,
+    AccountRecord, AccountState, DeviceLocal, DeviceRecord, OlmSessionRecord, PendingKind,
+    PendingRequest, QueuedToDevice, Store, StoreTxn, TrackedUser,
 };
 use ruma::{OwnedDeviceId, OwnedUserId};
 use std::collections::BTreeMap;
@@ -119,7 +119,8 @@ pub fn tracked_users_and_devices<S: Store>(store: &mut S) {
     let mut txn = store.transaction().unwrap();
     let mut tracked = TrackedUser::new(alice.clone());
     txn.save_tracked_user(&tracked).unwrap();
-    txn.save_tracked_user(&TrackedUser::new(bob.clone())).unwrap();
+    txn.save_tracked_user(&TrackedUser::new(bob.clone()))
+        .unwrap();
     txn.save_device(&device(&alice, "A1")).unwrap();
     txn.save_device(&device(&alice, "A2")).unwrap();
     txn.save_device(&device(&bob, "B1")).unwrap();
@@ -127,14 +128,18 @@ pub fn tracked_users_and_devices<S: Store>(store: &mut S) {
 
     let mut txn = store.transaction().unwrap();
     assert_eq!(txn.load_tracked_users().unwrap().len(), 2);
-    assert_eq!(txn.load_tracked_user(&alice).unwrap(), Some(tracked.clone()));
+    assert_eq!(
+        txn.load_tracked_user(&alice).unwrap(),
+        Some(tracked.clone())
+    );
     tracked.outdated = false;
     tracked.generation = 7;
     txn.save_tracked_user(&tracked).unwrap();
     let mut changed = device(&alice, "A1");
     changed.local.blocked = true;
     txn.save_device(&changed).unwrap();
-    txn.delete_device(&alice, &OwnedDeviceId::from("A2")).unwrap();
+    txn.delete_device(&alice, &OwnedDeviceId::from("A2"))
+        .unwrap();
     txn.commit().unwrap();
 
     let mut txn = store.transaction().unwrap();
@@ -156,7 +161,9 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
     let mut txn = store.transaction().unwrap();
     let mut ids = Vec::new();
     for (i, otk) in otks.iter().enumerate() {
-        let session = alice.create_outbound_session(config, bob.curve25519_key(), *otk).unwrap();
+        let session = alice
+            .create_outbound_session(config, bob.curve25519_key(), *otk)
+            .unwrap();
         ids.push(session.session_id());
         txn.save_olm_session(&OlmSessionRecord {
             sender_key: bob_key.clone(),
@@ -171,7 +178,13 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
     let mut txn = store.transaction().unwrap();
     let mut loaded = txn.load_olm_sessions(&bob_key).unwrap();
     loaded.sort_by_key(|s| s.created_at_ms);
-    assert_eq!(loaded.iter().map(|s| s.session_id.clone()).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        loaded
+            .iter()
+            .map(|s| s.session_id.clone())
+            .collect::<Vec<_>>(),
+        ids
+    );
     assert!(txn.load_olm_sessions("someone-else").unwrap().is_empty());
     let mut first = loaded.remove(0);
     first.last_received_at_ms = Some(99);
@@ -180,7 +193,11 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
     let mut txn = store.transaction().unwrap();
     let again = txn.load_olm_sessions(&bob_key).unwrap();
     assert_eq!(again.len(), 2);
-    assert!(again.iter().any(|s| s.session_id == ids[0] && s.last_received_at_ms == Some(99)));
+    assert!(
+        again
+            .iter()
+            .any(|s| s.session_id == ids[0] && s.last_received_at_ms == Some(99))
+    );
     let restored = vodozemac::olm::Session::from_pickle(again.into_iter().next().unwrap().pickle);
     assert!(ids.contains(&restored.session_id()));
 }
@@ -191,7 +208,9 @@ pub fn pending_requests_keep_order<S: Store>(store: &mut S) {
     for (seq, id) in [(2, "c"), (0, "a"), (1, "b")] {
         txn.save_pending_request(&PendingRequest {
             request_id: id.into(),
-            kind: PendingKind::KeysQuery { users: BTreeMap::from([(user("alice"), seq)]) },
+            kind: PendingKind::KeysQuery {
+                users: BTreeMap::from([(user("alice"), seq)]),
+            },
             body: format!("{{\"n\":{seq}}}"),
             seq,
         })
@@ -199,12 +218,22 @@ pub fn pending_requests_keep_order<S: Store>(store: &mut S) {
     }
     txn.commit().unwrap();
     let mut txn = store.transaction().unwrap();
-    let ids: Vec<_> = txn.load_pending_requests().unwrap().into_iter().map(|r| r.request_id).collect();
+    let ids: Vec<_> = txn
+        .load_pending_requests()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
     assert_eq!(ids, ["a", "b", "c"]);
     txn.delete_pending_request("b").unwrap();
     txn.commit().unwrap();
     let mut txn = store.transaction().unwrap();
-    let ids: Vec<_> = txn.load_pending_requests().unwrap().into_iter().map(|r| r.request_id).collect();
+    let ids: Vec<_> = txn
+        .load_pending_requests()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
     assert_eq!(ids, ["a", "c"]);
 }
 
@@ -225,7 +254,10 @@ pub fn queued_events_keep_order_and_content<S: Store>(store: &mut S) {
     txn.commit().unwrap();
     let mut txn = store.transaction().unwrap();
     let queued = txn.load_queued_to_device().unwrap();
-    assert_eq!(queued.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(), ["first", "second"]);
+    assert_eq!(
+        queued.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(),
+        ["first", "second"]
+    );
     assert_eq!(queued[0].plaintext.as_str(), r#"{"id":"first"}"#);
     assert_eq!(queued[0].sender, user("alice"));
     txn.delete_queued_to_device("first").unwrap();

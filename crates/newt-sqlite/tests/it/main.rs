@@ -207,10 +207,15 @@ fn opens_stores_of_every_past_schema_version() {
         );
         let account = txn.load_account().unwrap().unwrap();
         assert_eq!(account.state.device_id.as_str(), "FIXTURE");
-        let version: u32 = source.file_stem().unwrap().to_str().unwrap()[1..].parse().unwrap();
+        let version: u32 = source.file_stem().unwrap().to_str().unwrap()[1..]
+            .parse()
+            .unwrap();
         if version >= 2 {
             let peer = newt_crypto::ruma::UserId::parse("@peer:example.org").unwrap();
-            assert!(txn.load_tracked_user(&peer).unwrap().is_some(), "v2 tracking data lost");
+            assert!(
+                txn.load_tracked_user(&peer).unwrap().is_some(),
+                "v2 tracking data lost"
+            );
         }
     }
     assert!(seen >= 1, "no schema fixtures found");
