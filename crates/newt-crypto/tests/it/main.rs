@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod account;
+mod attacks;
 mod olm;
 mod raw_peer;
 mod router;
+mod tracking;

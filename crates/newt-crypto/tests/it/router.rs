@@ -43,8 +43,13 @@ pub struct Router {
     pub failing_servers: Vec<String>,
 }
 
+/// `@name:example.org`, or `@name` when `name` names its server.
 pub fn user(name: &str) -> OwnedUserId {
-    format!("@{name}:example.org").try_into().unwrap()
+    if name.contains(':') {
+        format!("@{name}").try_into().unwrap()
+    } else {
+        format!("@{name}:example.org").try_into().unwrap()
+    }
 }
 
 impl Router {

@@ -1,0 +1,409 @@
+//! Forged payloads and lying servers: each is rejected with a typed
+//! reason and nothing is stored or trusted (OLM-07, OLM-09, OLM-10,
+//! MEG-02, TRK-06..08, CLM-01).
+
+use crate::raw_peer::RawPeer;
+use crate::router::{Peer, Router, decrypted, rejected};
+use newt_crypto::store::{Store, StoreTxn};
+use newt_crypto::{ClaimFailure, DeviceKeysError, DeviceRejection, SenderTrust, ToDeviceError};
+use serde_json::{Value, json};
+
+/// Bob (newt) and Eve (raw), who know each other's devices.
+fn setup() -> (Router, Peer, RawPeer) {
+    let mut router = Router::new();
+    let mut bob = router.device("bob", "B1");
+    let eve = RawPeer::new(&mut router, "eve", "EVE1");
+    router.introduce(&mut bob, &eve.user);
+    (router, bob, eve)
+}
+
+fn sessions_with(bob: &mut Peer, key: &str) -> usize {
+    let mut txn = bob.store.transaction().unwrap();
+    txn.load_olm_sessions(key).unwrap().len()
+}
+
+/// Sends eve's `plaintext` to bob as `outer_sender` and returns the
+/// rejection; checks nothing was stored (OLM-07).
+fn forged(
+    router: &mut Router,
+    bob: &mut Peer,
+    eve: &RawPeer,
+    outer_sender: &str,
+    plaintext: &Value,
+) -> ToDeviceError {
+    let mut session = eve.session_to(router, bob);
+    let event = eve.event(&mut session, bob, outer_sender, plaintext);
+    router.inject(&bob.user, "B1", event);
+    let outcome = router.sync(bob).to_device;
+    let errors = rejected(&outcome);
+    assert_eq!(errors.len(), 1, "not rejected: {outcome:?}");
+    assert_eq!(
+        sessions_with(bob, &eve.curve25519()),
+        0,
+        "a rejected message left a session"
+    );
+    errors[0].clone()
+}
+
+/// OLM-07: the one-time key a rejected pre-key message used is still
+/// there: a correct message on a session from the same key decrypts.
+#[test]
+fn rejected_message_does_not_consume_the_one_time_key() {
+    let (mut router, mut bob, eve) = setup();
+    let body = json!({"one_time_keys": {bob.user.as_str(): {"B1": "signed_curve25519"}}});
+    let claimed = router.claim(&body);
+    let keys = claimed["one_time_keys"][bob.user.as_str()]["B1"]
+        .as_object()
+        .unwrap();
+    let otk = keys.values().next().unwrap()["key"].as_str().unwrap();
+    let otk = newt_crypto::vodozemac::Curve25519PublicKey::from_base64(otk).unwrap();
+    let theirs =
+        newt_crypto::vodozemac::Curve25519PublicKey::from_base64(bob.machine.curve25519_key())
+            .unwrap();
+    let config = newt_crypto::vodozemac::olm::SessionConfig::version_1();
+    let mut bad = eve
+        .account
+        .create_outbound_session(config, theirs, otk)
+        .unwrap();
+    let mut plain = eve.plaintext(&bob, "m.test", json!({}));
+    plain["recipient"] = json!("@someone:example.org");
+    router.inject(
+        &bob.user,
+        "B1",
+        eve.event(&mut bad, &bob, eve.user.as_str(), &plain),
+    );
+    assert_eq!(
+        rejected(&router.sync(&mut bob).to_device),
+        vec![ToDeviceError::RecipientMismatch]
+    );
+    let mut good = eve
+        .account
+        .create_outbound_session(config, theirs, otk)
+        .unwrap();
+    let plain = eve.plaintext(&bob, "m.test", json!({"ok": true}));
+    router.inject(
+        &bob.user,
+        "B1",
+        eve.event(&mut good, &bob, eve.user.as_str(), &plain),
+    );
+    let outcome = router.sync(&mut bob).to_device;
+    assert_eq!(
+        decrypted(&outcome)[0].content,
+        json!({"ok": true}),
+        "{outcome:?}"
+    );
+}
+
+/// The honest baseline: eve's correct message is accepted as hers.
+#[test]
+fn correct_payload_is_accepted() {
+    let (mut router, mut bob, eve) = setup();
+    let mut session = eve.session_to(&mut router, &bob);
+    let plain = eve.plaintext(&bob, "m.test", json!({"hi": 1}));
+    router.inject(
+        &bob.user,
+        "B1",
+        eve.event(&mut session, &bob, eve.user.as_str(), &plain),
+    );
+    let outcome = router.sync(&mut bob).to_device;
+    let events = decrypted(&outcome);
+    assert_eq!(events[0].trust, SenderTrust::KnownDevice);
+    assert_eq!(events[0].sender, eve.user);
+}
+
+/// OLM-09.1: plaintext `sender` differs from the event's sender.
+#[test]
+fn forged_plaintext_sender() {
+    let (mut router, mut bob, eve) = setup();
+    let mut plain = eve.plaintext(&bob, "m.room_key", json!({}));
+    plain["sender"] = json!("@alice:example.org");
+    assert_eq!(
+        forged(&mut router, &mut bob, &eve, eve.user.as_str(), &plain),
+        ToDeviceError::SenderMismatch
+    );
+}
+
+/// OLM-09.1 the other way: the server rewrote the event's sender.
+#[test]
+fn forged_outer_sender() {
+    let (mut router, mut bob, eve) = setup();
+    let plain = eve.plaintext(&bob, "m.room_key", json!({}));
+    let err = forged(&mut router, &mut bob, &eve, "@alice:example.org", &plain);
+    assert_eq!(err, ToDeviceError::SenderMismatch);
+}
+
+/// OLM-09.3: `recipient` is someone else.
+#[test]
+fn forged_recipient() {
+    let (mut router, mut bob, eve) = setup();
+    let mut plain = eve.plaintext(&bob, "m.room_key", json!({}));
+    plain["recipient"] = json!("@carol:example.org");
+    assert_eq!(
+        forged(&mut router, &mut bob, &eve, eve.user.as_str(), &plain),
+        ToDeviceError::RecipientMismatch
+    );
+}
+
+/// OLM-09.4: `recipient_keys.ed25519` is not bob's key.
+#[test]
+fn forged_recipient_keys() {
+    let (mut router, mut bob, eve) = setup();
+    let mut plain = eve.plaintext(&bob, "m.room_key", json!({}));
+    plain["recipient_keys"]["ed25519"] = json!(eve.ed25519());
+    assert_eq!(
+        forged(&mut router, &mut bob, &eve, eve.user.as_str(), &plain),
+        ToDeviceError::RecipientKeyMismatch
+    );
+}
+
+/// OLM-09.2: `keys.ed25519` missing.
+#[test]
+fn missing_sender_keys() {
+    let (mut router, mut bob, eve) = setup();
+    let mut plain = eve.plaintext(&bob, "m.room_key", json!({}));
+    plain.as_object_mut().unwrap().remove("keys");
+    assert_eq!(
+        forged(&mut router, &mut bob, &eve, eve.user.as_str(), &plain),
+        ToDeviceError::MissingSenderKey
+    );
+}
+
+/// OLM-09.2, OLM-10: `keys.ed25519` claims another device's key.
+#[test]
+fn forged_keys_ed25519() {
+    let (mut router, mut bob, eve) = setup();
+    let alice = RawPeer::new(&mut router, "alice", "A1");
+    router.introduce(&mut bob, &alice.user);
+    let mut plain = eve.plaintext(&bob, "m.room_key", json!({}));
+    plain["keys"]["ed25519"] = json!(alice.ed25519());
+    plain.as_object_mut().unwrap().remove("sender_device_keys");
+    assert_eq!(
+        forged(&mut router, &mut bob, &eve, eve.user.as_str(), &plain),
+        ToDeviceError::SenderKeyMismatch
+    );
+}
+
+/// OLM-10: eve claims to be alice (plaintext and outer sender), with
+/// alice's Ed25519 key, over eve's Olm session: the listed device of
+/// alice has another Curve25519 key.
+#[test]
+fn impersonation_over_own_session() {
+    let (mut router, mut bob, eve) = setup();
+    let alice = RawPeer::new(&mut router, "alice", "A1");
+    router.introduce(&mut bob, &alice.user);
+    let mut plain = eve.plaintext(&bob, "m.room_key", json!({}));
+    plain["sender"] = json!(alice.user);
+    plain["keys"]["ed25519"] = json!(alice.ed25519());
+    plain.as_object_mut().unwrap().remove("sender_device_keys");
+    let err = forged(&mut router, &mut bob, &eve, alice.user.as_str(), &plain);
+    assert_eq!(err, ToDeviceError::SenderKeyMismatch);
+}
+
+/// OLM-09.5: each field of `sender_device_keys` forged in turn.
+#[test]
+fn forged_sender_device_keys() {
+    let (mut router, mut bob, eve) = setup();
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        (
+            "user_id is not the sender",
+            Box::new(|k: &mut Value| k["user_id"] = json!("@alice:example.org")),
+        ),
+        (
+            "curve25519 is not the session's key",
+            Box::new(|k: &mut Value| {
+                k["keys"]["curve25519:EVE1"] = json!("3C5BFWi2Y8MaVvjM8M22DBmh24PmgR0nPvJOIArzgyI")
+            }),
+        ),
+        (
+            "ed25519 is not keys.ed25519",
+            Box::new(|k: &mut Value| {
+                k["keys"]["ed25519:EVE1"] = json!("lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI")
+            }),
+        ),
+        (
+            "self-signature invalid",
+            Box::new(|k: &mut Value| k["algorithms"] = json!(["m.olm.v1.curve25519-aes-sha2"])),
+        ),
+    ];
+    for (reason, tamper) in cases {
+        let mut plain = eve.plaintext(&bob, "m.room_key", json!({}));
+        tamper(&mut plain["sender_device_keys"]);
+        let err = forged(&mut router, &mut bob, &eve, eve.user.as_str(), &plain);
+        assert_eq!(err, ToDeviceError::SenderDeviceKeys(reason));
+    }
+}
+
+/// MEG-02: a room key sent in the clear is refused.
+#[test]
+fn unencrypted_room_key_is_refused() {
+    let (mut router, mut bob, eve) = setup();
+    router.inject(
+        &bob.user,
+        "B1",
+        json!({"sender": eve.user, "type": "m.room_key", "content": {"session_key": "x"}}),
+    );
+    let outcome = router.sync(&mut bob).to_device;
+    assert_eq!(
+        rejected(&outcome),
+        vec![ToDeviceError::MustBeEncrypted("m.room_key".into())]
+    );
+}
+
+/// TRK-06: a device whose self-signature fails is not stored.
+#[test]
+fn device_with_bad_self_signature_is_ignored() {
+    let mut router = Router::new();
+    let mut bob = router.device("bob", "B1");
+    let eve = RawPeer::new(&mut router, "eve", "EVE1");
+    router.tamper_query = Some(Box::new(|resp: &mut Value| {
+        if let Some(d) = resp.pointer_mut("/device_keys/@eve:example.org/EVE1") {
+            d["algorithms"] = json!(["m.olm.v1.curve25519-aes-sha2"]);
+        }
+    }));
+    let mut txn = bob.store.transaction().unwrap();
+    bob.machine
+        .update_tracked_users(&mut txn, std::slice::from_ref(&eve.user))
+        .unwrap();
+    txn.commit().unwrap();
+    let outcomes = router.flush(&mut bob);
+    let query = outcomes
+        .iter()
+        .filter_map(|o| o.query.as_ref())
+        .find(|q| !q.rejected.is_empty())
+        .unwrap();
+    assert!(matches!(
+        query.rejected[0].reason,
+        DeviceRejection::Invalid(DeviceKeysError::BadSignature(_))
+    ));
+    let mut txn = bob.store.transaction().unwrap();
+    assert!(bob.machine.devices(&mut txn, &eve.user).unwrap().is_empty());
+}
+
+/// TRK-07: the server lists one device's keys under another device ID.
+#[test]
+fn swapped_device_ids_are_refused() {
+    let mut router = Router::new();
+    let mut bob = router.device("bob", "B1");
+    let eve = RawPeer::new(&mut router, "eve", "EVE1");
+    let eve2 = RawPeer::new(&mut router, "eve", "EVE2");
+    router.tamper_query = Some(Box::new(|resp: &mut Value| {
+        if let Some(devices) = resp
+            .pointer_mut("/device_keys/@eve:example.org")
+            .and_then(Value::as_object_mut)
+        {
+            let one = devices.remove("EVE1").unwrap();
+            let two = devices.remove("EVE2").unwrap();
+            devices.insert("EVE1".into(), two);
+            devices.insert("EVE2".into(), one);
+        }
+    }));
+    router.introduce(&mut bob, &eve.user);
+    let mut txn = bob.store.transaction().unwrap();
+    assert!(
+        bob.machine.devices(&mut txn, &eve.user).unwrap().is_empty(),
+        "a swapped device was stored"
+    );
+    drop(eve2);
+}
+
+/// TRK-08: a known device's keys change: the new keys are refused, the
+/// old ones kept, and the device flagged.
+#[test]
+fn changed_device_keys_are_refused() {
+    let (mut router, mut bob, eve) = setup();
+    let impostor = RawPeer::new(&mut router, "mallory", "EVE1");
+    // Re-sign for eve's user ID so only the key change is wrong.
+    let mut resigned = impostor.device_keys.clone();
+    resigned["user_id"] = json!(eve.user);
+    resigned.as_object_mut().unwrap().remove("signatures");
+    let Value::Object(mut map) = resigned else {
+        unreachable!()
+    };
+    newt_crypto::signing::sign_json(&mut map, eve.user.as_str(), "ed25519:EVE1", |m| {
+        impostor.account.sign(m)
+    })
+    .unwrap();
+    let resigned = Value::Object(map);
+    router.tamper_query = Some(Box::new(move |resp: &mut Value| {
+        if let Some(d) = resp.pointer_mut("/device_keys/@eve:example.org/EVE1") {
+            *d = resigned.clone();
+        }
+    }));
+    let mut txn = bob.store.transaction().unwrap();
+    bob.machine
+        .receive_sync_changes(&mut txn, &changed(&eve.user), router.now())
+        .unwrap();
+    txn.commit().unwrap();
+    let outcomes = router.flush(&mut bob);
+    let query = outcomes.iter().find_map(|o| o.query.clone()).unwrap();
+    assert_eq!(query.rejected[0].reason, DeviceRejection::KeysChanged);
+    let mut txn = bob.store.transaction().unwrap();
+    let devices = bob.machine.devices(&mut txn, &eve.user).unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(
+        devices[0].keys.ed25519().to_base64(),
+        eve.ed25519(),
+        "old keys were replaced"
+    );
+    assert!(devices[0].keys_changed);
+}
+
+fn changed(user_id: &newt_crypto::ruma::OwnedUserId) -> newt_crypto::SyncChanges {
+    let mut changes = newt_crypto::SyncChanges::default();
+    changes.device_lists_changed = vec![user_id.clone()];
+    changes
+}
+
+/// CLM-01, CLM-02: a claimed key with a bad signature makes no session
+/// and backs off; once the backoff passes, an honest key works.
+#[test]
+fn bad_one_time_key_signature_makes_no_session() {
+    let mut router = Router::new();
+    let mut alice = router.device("alice", "A1");
+    let bob = router.device("bob", "B1");
+    router.tamper_claim = Some(Box::new(|resp: &mut Value| {
+        if let Some(keys) = resp
+            .pointer_mut("/one_time_keys/@bob:example.org/B1")
+            .and_then(Value::as_object_mut)
+        {
+            for key in keys.values_mut() {
+                key["key"] = json!("3C5BFWi2Y8MaVvjM8M22DBmh24PmgR0nPvJOIArzgyI");
+            }
+        }
+    }));
+    router.introduce(&mut alice, &bob.user);
+    let recipients = newt_crypto::Recipients::Users(vec![bob.user.clone()]);
+    let mut txn = alice.store.transaction().unwrap();
+    alice
+        .machine
+        .get_missing_sessions(&mut txn, &recipients, router.now())
+        .unwrap();
+    txn.commit().unwrap();
+    let outcomes = router.flush(&mut alice);
+    let claim = outcomes.iter().find_map(|o| o.claim.clone()).unwrap();
+    assert_eq!(
+        claim.failed,
+        vec![(
+            bob.user.clone(),
+            bob.device.clone(),
+            ClaimFailure::BadSignature
+        )]
+    );
+    let outcome = router.send(&mut alice, &[bob.user.clone()], "m.test", json!({}));
+    assert_eq!(
+        outcome.missing_sessions,
+        vec![(bob.user.clone(), bob.device.clone())]
+    );
+    assert!(outcome.sent_to.is_empty());
+    router.tamper_claim = None;
+    // Within the backoff no new claim is made.
+    let claims = router.count(newt_crypto::RequestKind::KeysClaim);
+    router.send(&mut alice, &[bob.user.clone()], "m.test", json!({}));
+    assert_eq!(router.count(newt_crypto::RequestKind::KeysClaim), claims);
+    router.advance(16_000);
+    let outcome = router.send(&mut alice, &[bob.user.clone()], "m.test", json!({}));
+    assert_eq!(
+        outcome.sent_to,
+        vec![(bob.user.clone(), bob.device.clone())]
+    );
+}
