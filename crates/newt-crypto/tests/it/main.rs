@@ -1,6 +1,7 @@
 //! newt-crypto's scenario tests (sans-I/O, in-memory store, explicit time).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::cloned_ref_to_slice_refs, clippy::type_complexity)]
 
 mod account;
 mod attacks;
