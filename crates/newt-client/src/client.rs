@@ -242,13 +242,16 @@ impl Client {
             .and_then(Value::as_str)
             .ok_or_else(|| ClientError::Protocol("sync response without next_batch".into()))?
             .to_owned();
-        let changes = SyncChanges::from_sync_json(&sync);
+        let mut changes = SyncChanges::from_sync_json(&sync);
+        changes.initial = since.is_none();
         {
             let mut txn = self.store.transaction()?;
-            self.machine
+            let outcome = self
+                .machine
                 .receive_sync_changes(&mut txn, &changes, now())?;
             txn.set_value(SYNC_TOKEN, &next_batch)?;
             txn.commit()?;
+            self.to_device.extend(outcome.to_device);
         }
         let requests_sent = self.process_outgoing().await?;
         Ok(SyncSummary {

@@ -45,11 +45,11 @@ impl Client {
     }
 
     async fn send_one(&mut self, request: &OutgoingRequest) -> Result<(), ClientError> {
-        match self
+        let result = self
             .http
             .send(method(request), request.path(), Some(request.body()))
-            .await
-        {
+            .await;
+        match result {
             Ok(body) => {
                 let mut txn = self.store.begin()?;
                 let outcome = self.machine.mark_request_as_sent(

@@ -164,6 +164,16 @@ impl OlmMachine {
         if account.plan_upload(&counts, now) {
             txn.save_account(&account.to_record())?;
         }
+        if changes.initial {
+            // TRK-12: an initial sync reports no device-list changes.
+            let everyone: Vec<OwnedUserId> = txn
+                .load_tracked_users()?
+                .into_iter()
+                .filter(|u| u.tracked)
+                .map(|u| u.user_id)
+                .collect();
+            tracking::apply_device_list_changes(txn, &everyone, &[])?;
+        }
         tracking::apply_device_list_changes(
             txn,
             &changes.device_lists_changed,

@@ -73,6 +73,9 @@ pub struct SyncChanges {
     pub device_lists_changed: Vec<OwnedUserId>,
     /// `device_lists.left`.
     pub device_lists_left: Vec<OwnedUserId>,
+    /// The sync had no `since` token. Such a sync reports no device-list
+    /// changes (TRK-12), so every tracked user is treated as changed.
+    pub initial: bool,
 }
 
 fn users(value: Option<&Value>) -> Vec<OwnedUserId> {
@@ -108,6 +111,7 @@ impl SyncChanges {
             to_device_events,
             device_lists_changed: users(sync.pointer("/device_lists/changed")),
             device_lists_left: users(sync.pointer("/device_lists/left")),
+            initial: false,
         }
     }
 }

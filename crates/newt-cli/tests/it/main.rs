@@ -1,6 +1,7 @@
 //! Drives the `newt` binary as a script would, against a real Synapse.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::cloned_ref_to_slice_refs)]
 
 use newt_testkit::Synapse;
 use serde_json::Value;

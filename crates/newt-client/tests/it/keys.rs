@@ -92,7 +92,7 @@ async fn claims_are_topped_up_and_fallback_replaced() {
     let old_fallback = fallbacks.into_iter().next().unwrap();
 
     let summary = client.sync_once(Duration::from_secs(0)).await.unwrap();
-    assert_eq!(summary.requests_sent, 1, "one upload with new keys");
+    assert!(summary.requests_sent >= 1, "no upload with new keys");
     // The server holds the target again: 25 fresh one-time keys.
     let mut fresh = BTreeSet::new();
     for _ in 0..25 {

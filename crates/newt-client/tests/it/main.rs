@@ -2,7 +2,9 @@
 //! newt-testkit, one per test process).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::cloned_ref_to_slice_refs)]
 
 mod common;
 mod keys;
+mod olm;
 mod retries;
