@@ -77,3 +77,53 @@ pub(crate) fn best(
 pub(crate) fn exists(txn: &mut impl StoreTxn, sender_key: &str) -> Result<bool, StoreError> {
     Ok(!txn.load_olm_sessions(sender_key)?.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, Store};
+    use vodozemac::olm::{Account, SessionConfig};
+
+    /// CLM-05: the session that most recently received wins; one that
+    /// never received counts from its creation.
+    #[test]
+    fn best_is_the_most_recently_receiving_session() {
+        let alice = Account::new();
+        let mut bob = Account::new();
+        bob.generate_one_time_keys(3);
+        let key = bob.curve25519_key().to_base64();
+        let mut store = MemoryStore::new();
+        let mut txn = store.transaction().unwrap();
+        let mut ids = Vec::new();
+        for (otk, (created, received)) in
+            bob.one_time_keys()
+                .into_values()
+                .zip([(10, Some(50)), (40, None), (20, Some(30))])
+        {
+            let session = alice
+                .create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk)
+                .unwrap();
+            ids.push(session.session_id());
+            let mut live = LiveSession::new(session, key.clone(), created);
+            live.last_received_at_ms = received;
+            txn.save_olm_session(&live.to_record()).unwrap();
+        }
+        assert_eq!(
+            best(&mut txn, &key).unwrap().unwrap().session.session_id(),
+            ids[0]
+        );
+        // A newer, never-used session beats an older receipt.
+        let mut newest = load(&mut txn, &key)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.session.session_id() == ids[1])
+            .unwrap();
+        newest.created_at_ms = 60;
+        txn.save_olm_session(&newest.to_record()).unwrap();
+        assert_eq!(
+            best(&mut txn, &key).unwrap().unwrap().session.session_id(),
+            ids[1]
+        );
+        assert!(best(&mut txn, "nobody").unwrap().is_none());
+    }
+}

@@ -407,3 +407,62 @@ fn restart_keeps_sessions() {
         json!({"n": 2})
     );
 }
+
+/// TD-01, TD-02: one request carries one event type; until it is
+/// answered the same request (path with its transaction ID, and body) is
+/// handed out again, also after a restart.
+#[test]
+fn to_device_request_is_stable_until_answered() {
+    use newt_crypto::Recipients;
+    let mut router = Router::new();
+    let mut alice = router.device("alice", "A1");
+    let bob = router.device("bob", "B1");
+    router.introduce(&mut alice, &bob.user);
+    let recipients = Recipients::Users(vec![bob.user.clone()]);
+    let mut txn = alice.store.transaction().unwrap();
+    alice
+        .machine
+        .get_missing_sessions(&mut txn, &recipients, router.now())
+        .unwrap();
+    txn.commit().unwrap();
+    router.flush(&mut alice);
+    let mut txn = alice.store.transaction().unwrap();
+    alice
+        .machine
+        .encrypt_to_device(&mut txn, "m.test", &json!({}), &recipients)
+        .unwrap();
+    let first = alice
+        .machine
+        .outgoing_requests(&mut txn, router.now())
+        .unwrap();
+    txn.commit().unwrap();
+    let sends: Vec<_> = first
+        .into_iter()
+        .filter(|r| r.kind() == RequestKind::ToDevice)
+        .collect();
+    assert_eq!(sends.len(), 1);
+    assert!(
+        sends[0]
+            .path()
+            .starts_with("/_matrix/client/v3/sendToDevice/m.room.encrypted/")
+    );
+    let mut txn = alice.store.transaction().unwrap();
+    alice.machine =
+        newt_crypto::OlmMachine::open(&mut txn, &alice.user, &alice.device, router.now()).unwrap();
+    let again: Vec<_> = alice
+        .machine
+        .outgoing_requests(&mut txn, router.now())
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind() == RequestKind::ToDevice)
+        .collect();
+    txn.commit().unwrap();
+    assert_eq!(again, sends);
+    router.flush(&mut alice);
+    let mut txn = alice.store.transaction().unwrap();
+    let left = alice
+        .machine
+        .outgoing_requests(&mut txn, router.now())
+        .unwrap();
+    assert!(left.iter().all(|r| r.kind() != RequestKind::ToDevice));
+}

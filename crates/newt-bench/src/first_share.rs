@@ -1,0 +1,186 @@
+//! First share: a room of N devices newt has never seen. Timed: applying
+//! the `/keys/query` responses, planning the claim, applying the
+//! `/keys/claim` response (signature checks, session creation), and
+//! encrypting an `m.room_key` for every device into `/sendToDevice`
+//! bodies. Building the fixture responses is not timed.
+
+use crate::fixtures::{self, PeerDevice};
+use newt_crypto::ruma::{OwnedDeviceId, OwnedUserId, UserId};
+use newt_crypto::store::{Store, StoreTxn};
+use newt_crypto::{OlmMachine, Recipients, RequestKind, Timestamp};
+use std::time::{Duration, Instant};
+use vodozemac::olm::{Account, SessionConfig};
+use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
+
+const NOW: Timestamp = Timestamp(1_700_000_000_000);
+
+/// A fresh machine in `store`, with its own key upload done.
+fn machine<S: Store>(store: &mut S) -> OlmMachine {
+    let user = UserId::parse("@me:bench.example").unwrap_or_else(|_| unreachable!());
+    let device: OwnedDeviceId = "ME".into();
+    let Ok(mut txn) = store.transaction() else {
+        unreachable!()
+    };
+    let machine =
+        OlmMachine::open(&mut txn, &user, &device, NOW).unwrap_or_else(|_| unreachable!());
+    for request in machine.outgoing_requests(&mut txn, NOW).unwrap_or_default() {
+        let body = match request.kind() {
+            RequestKind::KeysUpload => {
+                r#"{"one_time_key_counts":{"signed_curve25519":25}}"#.to_owned()
+            }
+            _ => r#"{"device_keys":{},"failures":{}}"#.to_owned(),
+        };
+        let _ = machine.mark_request_as_sent(&mut txn, request.request_id(), &body, NOW);
+    }
+    let _ = txn.commit();
+    machine
+}
+
+/// newt's time for the workload.
+pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
+    let machine = machine(store);
+    let users: Vec<OwnedUserId> = {
+        let mut u: Vec<String> = peers.iter().map(|p| p.user.clone()).collect();
+        u.sort();
+        u.dedup();
+        u.into_iter()
+            .filter_map(|s| OwnedUserId::try_from(s).ok())
+            .collect()
+    };
+    let mut timed = Duration::ZERO;
+    let Ok(mut txn) = store.transaction() else {
+        unreachable!()
+    };
+    let _ = machine.update_tracked_users(&mut txn, &users);
+    let queries = machine.outgoing_requests(&mut txn, NOW).unwrap_or_default();
+    let _ = txn.commit();
+    let responses: Vec<_> = queries
+        .iter()
+        .filter(|r| r.kind() == RequestKind::KeysQuery)
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_str(r.body()).unwrap_or_default();
+            let wanted: Vec<String> = body["device_keys"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            (
+                r.request_id().to_owned(),
+                fixtures::query_response(peers, &wanted),
+            )
+        })
+        .collect();
+
+    let start = Instant::now();
+    for (id, response) in &responses {
+        let Ok(mut txn) = store.transaction() else {
+            unreachable!()
+        };
+        let _ = machine.mark_request_as_sent(&mut txn, id, response, NOW);
+        let _ = txn.commit();
+    }
+    let recipients = Recipients::Users(users);
+    let Ok(mut txn) = store.transaction() else {
+        unreachable!()
+    };
+    let claims = machine
+        .get_missing_sessions(&mut txn, &recipients, NOW)
+        .unwrap_or_default();
+    let _ = txn.commit();
+    timed += start.elapsed();
+
+    let claim_responses: Vec<_> = claims
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_str(r.body()).unwrap_or_default();
+            (
+                r.request_id().to_owned(),
+                fixtures::claim_response(peers, &body),
+            )
+        })
+        .collect();
+    let content = fixtures::room_key_content();
+
+    let start = Instant::now();
+    for (id, response) in &claim_responses {
+        let Ok(mut txn) = store.transaction() else {
+            unreachable!()
+        };
+        let _ = machine.mark_request_as_sent(&mut txn, id, response, NOW);
+        let _ = txn.commit();
+    }
+    let Ok(mut txn) = store.transaction() else {
+        unreachable!()
+    };
+    let outcome = machine.encrypt_to_device(&mut txn, "m.room_key", &content, &recipients);
+    let bodies = machine.outgoing_requests(&mut txn, NOW).unwrap_or_default();
+    let _ = txn.commit();
+    timed += start.elapsed();
+    let sent = outcome.map(|o| o.sent_to.len()).unwrap_or(0);
+    assert_eq!(sent, peers.len(), "newt did not encrypt for every device");
+    assert!(bodies.iter().any(|b| b.kind() == RequestKind::ToDevice));
+    timed
+}
+
+/// The precomputed inputs of the raw crypto.
+pub struct LimitInput {
+    signed_bytes: Vec<(Ed25519PublicKey, Vec<u8>, Ed25519Signature)>,
+    sessions: Vec<(Curve25519PublicKey, Curve25519PublicKey)>,
+    payload: String,
+}
+
+fn signature(value: &serde_json::Value, user: &str, device: &str) -> Ed25519Signature {
+    let sig = value["signatures"][user][format!("ed25519:{device}")]
+        .as_str()
+        .unwrap_or_default();
+    let bytes = newt_crypto::b64::decode(sig).unwrap_or_default();
+    Ed25519Signature::from_slice(&bytes).unwrap_or_else(|_| unreachable!())
+}
+
+/// Everything the limit needs, computed untimed.
+pub fn limit_input(peers: &[PeerDevice]) -> LimitInput {
+    let mut signed_bytes = Vec::new();
+    let mut sessions = Vec::new();
+    for peer in peers {
+        let ed = peer.account.ed25519_key();
+        for object in [&peer.device_keys, &peer.otk] {
+            let Some(map) = object.as_object() else {
+                continue;
+            };
+            let bytes = newt_crypto::signing::signable_bytes(map)
+                .unwrap_or_default()
+                .into_bytes();
+            signed_bytes.push((ed, bytes, signature(object, &peer.user, &peer.device)));
+        }
+        let otk = Curve25519PublicKey::from_base64(peer.otk["key"].as_str().unwrap_or_default());
+        sessions.push((
+            peer.account.curve25519_key(),
+            otk.unwrap_or_else(|_| unreachable!()),
+        ));
+    }
+    let payload = serde_json::json!({"type": "m.room_key", "content": fixtures::room_key_content(), "sender": "@me:bench.example",
+        "recipient": "@u0:bench.example", "recipient_keys": {"ed25519": "x".repeat(43)}, "keys": {"ed25519": "y".repeat(43)}})
+    .to_string();
+    LimitInput {
+        signed_bytes,
+        sessions,
+        payload,
+    }
+}
+
+/// The physical limit: the same signature checks, session creations and
+/// encryptions, single-threaded, no JSON, no store.
+pub fn limit(input: &LimitInput) -> Duration {
+    let me = Account::new();
+    let start = Instant::now();
+    for (key, bytes, sig) in &input.signed_bytes {
+        let _ = key.verify(bytes, sig);
+    }
+    for (identity, otk) in &input.sessions {
+        if let Ok(mut session) =
+            me.create_outbound_session(SessionConfig::version_1(), *identity, *otk)
+        {
+            let _ = session.encrypt(input.payload.as_bytes());
+        }
+    }
+    start.elapsed()
+}

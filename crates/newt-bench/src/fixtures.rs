@@ -1,0 +1,112 @@
+//! Peers made with raw vodozemac: signed device keys and one-time keys,
+//! shaped as `/keys/query` and `/keys/claim` responses. Built before any
+//! timing starts.
+
+use newt_crypto::signing::sign_json;
+use serde_json::{Map, Value, json};
+use vodozemac::olm::Account;
+
+/// One peer device.
+pub struct PeerDevice {
+    pub user: String,
+    pub device: String,
+    pub account: Account,
+    pub device_keys: Value,
+    pub otk_id: String,
+    pub otk: Value,
+}
+
+fn signed(account: &Account, user: &str, device: &str, value: Value) -> Value {
+    let Value::Object(mut map) = value else {
+        return Value::Null;
+    };
+    let _ = sign_json(&mut map, user, &format!("ed25519:{device}"), |m| {
+        account.sign(m)
+    });
+    Value::Object(map)
+}
+
+/// `devices` peer devices spread over `users` users (`@uN:bench.example`).
+pub fn peers(users: usize, devices: usize) -> Vec<PeerDevice> {
+    (0..devices)
+        .map(|i| {
+            let user = format!("@u{}:bench.example", i % users);
+            let device = format!("D{i}");
+            let mut account = Account::new();
+            let keys = account.identity_keys();
+            let device_keys = signed(
+                &account,
+                &user,
+                &device,
+                json!({
+                    "user_id": user, "device_id": device,
+                    "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+                    "keys": {format!("curve25519:{device}"): keys.curve25519.to_base64(),
+                             format!("ed25519:{device}"): keys.ed25519.to_base64()},
+                    "unsigned": {"device_display_name": "bench"},
+                }),
+            );
+            account.generate_one_time_keys(1);
+            let (id, key) = account
+                .one_time_keys()
+                .into_iter()
+                .next()
+                .map(|(id, k)| (id.to_base64(), k))
+                .expect("one key");
+            let otk = signed(&account, &user, &device, json!({"key": key.to_base64()}));
+            account.mark_keys_as_published();
+            PeerDevice {
+                user,
+                device,
+                account,
+                device_keys,
+                otk_id: format!("signed_curve25519:{id}"),
+                otk,
+            }
+        })
+        .collect()
+}
+
+/// The `/keys/query` response for `requested` users.
+pub fn query_response(peers: &[PeerDevice], requested: &[String]) -> String {
+    let mut users: Map<String, Value> = Map::new();
+    for peer in peers.iter().filter(|p| requested.contains(&p.user)) {
+        let entry = users.entry(peer.user.clone()).or_insert_with(|| json!({}));
+        entry[&peer.device] = peer.device_keys.clone();
+    }
+    json!({"device_keys": users, "failures": {}}).to_string()
+}
+
+/// The `/keys/claim` response for a claim request body.
+pub fn claim_response(peers: &[PeerDevice], request: &Value) -> String {
+    let mut users: Map<String, Value> = Map::new();
+    let wanted = request["one_time_keys"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for peer in peers {
+        if wanted
+            .get(&peer.user)
+            .and_then(|d| d.get(&peer.device))
+            .is_some()
+        {
+            let entry = users.entry(peer.user.clone()).or_insert_with(|| json!({}));
+            entry[&peer.device] = json!({ peer.otk_id.clone(): peer.otk.clone() });
+        }
+    }
+    json!({"one_time_keys": users, "failures": {}}).to_string()
+}
+
+/// A plausible `m.room_key` content.
+pub fn room_key_content() -> Value {
+    let session =
+        vodozemac::megolm::GroupSession::new(vodozemac::megolm::SessionConfig::version_1());
+    json!({
+        "algorithm": "m.megolm.v1.aes-sha2",
+        "room_id": "!bench:bench.example",
+        "session_id": session.session_id(),
+        "session_key": session.session_key().to_base64(),
+        "chain_index": 0,
+        "shared_history": false,
+    })
+}
