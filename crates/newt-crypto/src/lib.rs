@@ -38,7 +38,9 @@ mod backoff;
 pub mod canonical;
 mod device_keys;
 mod machine;
+mod machine_rooms;
 mod machine_types;
+mod megolm;
 mod olm;
 mod requests;
 pub mod signing;
@@ -51,7 +53,13 @@ pub use account::{MEGOLM_ALGORITHM, OLM_ALGORITHM, SIGNED_CURVE25519, ServerKeyC
 pub use device_keys::{DeviceKeysError, VerifiedDeviceKeys, verify_device_keys};
 pub use machine::{OlmMachine, ResponseOutcome};
 pub use machine_types::{
-    DeviceInfo, OpenError, Recipients, ResponseError, SyncChanges, SyncError, SyncOutcome,
+    DeviceInfo, OpenError, Recipients, ResponseError, RoomUpdate, SyncChanges, SyncError,
+    SyncOutcome,
+};
+pub use megolm::receive::RoomKeyError;
+pub use megolm::{
+    DecryptedRoomEvent, RoomDecryptError, RoomError, RoomEventOutcome, ShareOutcome, SharePolicy,
+    TrustVerdict,
 };
 pub use olm::claim::{ClaimFailure, ClaimOutcome};
 pub use olm::{DecryptedToDevice, EncryptOutcome, SenderTrust, ToDeviceError};

@@ -43,15 +43,6 @@ fn load(txn: &mut impl StoreTxn) -> Result<Option<OwnAccount>, StoreError> {
     Ok(txn.load_account()?.map(OwnAccount::from_record))
 }
 
-fn next_seq(txn: &mut impl StoreTxn) -> Result<u64, StoreError> {
-    Ok(txn
-        .load_pending_requests()?
-        .iter()
-        .map(|r| r.seq + 1)
-        .max()
-        .unwrap_or(0))
-}
-
 impl OlmMachine {
     /// Loads the device's account, or creates and persists a new one
     /// together with its first upload (DEV-08: persisted before sent).
@@ -120,6 +111,15 @@ impl OlmMachine {
         &self.device_keys
     }
 
+    pub(crate) fn next_request_seq(&self, txn: &mut impl StoreTxn) -> Result<u64, StoreError> {
+        Ok(txn
+            .load_pending_requests()?
+            .iter()
+            .map(|r| r.seq + 1)
+            .max()
+            .unwrap_or(0))
+    }
+
     fn me(&self) -> Me<'_> {
         Me {
             user_id: self.user_id.as_str(),
@@ -137,7 +137,7 @@ impl OlmMachine {
         }
     }
 
-    fn sender(&self) -> Sender<'_> {
+    pub(crate) fn sender(&self) -> Sender<'_> {
         Sender {
             user_id: self.user_id.as_str(),
             device_id: self.device_id.as_str(),
@@ -186,6 +186,7 @@ impl OlmMachine {
                 outcome.to_device.push(result);
             }
         }
+        self.absorb_rooms(txn, &changes.rooms, &mut outcome, now)?;
         Ok(outcome)
     }
 
@@ -304,7 +305,7 @@ impl OlmMachine {
             })
             .collect();
         let needed = claim::needing_session(txn, &devices, now)?;
-        let mut seq = next_seq(txn)?;
+        let mut seq = self.next_request_seq(txn)?;
         Ok(claim::plan_claims(txn, needed, &mut seq)?
             .iter()
             .map(OutgoingRequest::pending)
@@ -321,8 +322,16 @@ impl OlmMachine {
         recipients: &Recipients,
     ) -> Result<EncryptOutcome, StoreError> {
         let devices = self.resolve(txn, recipients)?;
-        let mut seq = next_seq(txn)?;
-        encrypt::encrypt_for_devices(txn, &self.sender(), event_type, content, &devices, &mut seq)
+        let mut seq = self.next_request_seq(txn)?;
+        encrypt::encrypt_for_devices(
+            txn,
+            &self.sender(),
+            event_type,
+            content,
+            &devices,
+            None,
+            &mut seq,
+        )
     }
 
     /// What to send now, in order: the key upload, then every pending
@@ -333,7 +342,7 @@ impl OlmMachine {
         txn: &mut impl StoreTxn,
         now: Timestamp,
     ) -> Result<Vec<OutgoingRequest>, StoreError> {
-        let mut seq = next_seq(txn)?;
+        let mut seq = self.next_request_seq(txn)?;
         tracking::plan_queries(txn, now, &mut seq)?;
         let mut wedged = Vec::new();
         for user in txn.load_tracked_users()? {
@@ -404,6 +413,8 @@ impl OlmMachine {
                     txn.save_account(&account.to_record())?;
                 }
                 outcome.released = to_device::release(txn, &self.me())?;
+                outcome.room_events =
+                    crate::megolm::absorb_to_device(txn, &self.megolm_me(), &outcome.released)?;
                 outcome.query = Some(query);
             }
             PendingKind::KeysClaim { devices } => {
@@ -414,6 +425,12 @@ impl OlmMachine {
                     self.encrypt_to_device(txn, "m.dummy", &json!({}), &recipients)?;
                 }
                 outcome.claim = Some(claimed);
+            }
+            PendingKind::ToDevice {
+                room_id: Some(room_id),
+                ..
+            } => {
+                crate::megolm::share::request_answered(txn, room_id, request_id)?;
             }
             PendingKind::ToDevice { .. } => {}
         }
@@ -436,8 +453,15 @@ impl OlmMachine {
             return Ok(());
         };
         txn.delete_pending_request(request_id)?;
-        if let PendingKind::KeysQuery { users } = &pending.kind {
-            tracking::query_failed(txn, users)?;
+        match &pending.kind {
+            PendingKind::KeysQuery { users } => tracking::query_failed(txn, users)?,
+            PendingKind::ToDevice {
+                room_id: Some(room_id),
+                ..
+            } => {
+                crate::megolm::share::request_failed(txn, room_id, request_id, &pending.body)?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -459,4 +483,6 @@ pub struct ResponseOutcome {
     pub claim: Option<ClaimOutcome>,
     /// Queued to-device events released by a device-list update (OLM-11).
     pub released: Vec<ToDeviceOutcome>,
+    /// Earlier room events opened by room keys among `released`.
+    pub room_events: Vec<crate::megolm::RoomEventOutcome>,
 }

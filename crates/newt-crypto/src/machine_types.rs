@@ -76,6 +76,71 @@ pub struct SyncChanges {
     /// The sync had no `since` token. Such a sync reports no device-list
     /// changes (TRK-12), so every tracked user is treated as changed.
     pub initial: bool,
+    /// Room sections (joined, invited, left), in the order received.
+    pub rooms: Vec<RoomUpdate>,
+}
+
+/// One room's part of a sync.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RoomUpdate {
+    /// The room.
+    pub room_id: String,
+    /// `state.events` (or `invite_state.events`).
+    pub state_events: Vec<Value>,
+    /// `timeline.events`.
+    pub timeline_events: Vec<Value>,
+    /// `timeline.limited`: events were skipped (ENC-07).
+    pub limited: bool,
+}
+
+impl RoomUpdate {
+    /// A room update from its parts.
+    pub fn new(
+        room_id: &str,
+        state_events: Vec<Value>,
+        timeline_events: Vec<Value>,
+        limited: bool,
+    ) -> Self {
+        Self {
+            room_id: room_id.to_owned(),
+            state_events,
+            timeline_events,
+            limited,
+        }
+    }
+}
+
+fn events(value: Option<&Value>) -> Vec<Value> {
+    value.and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+fn rooms(sync: &Value) -> Vec<RoomUpdate> {
+    let mut out = Vec::new();
+    for (section, state_path) in [
+        ("join", "/state/events"),
+        ("invite", "/invite_state/events"),
+        ("leave", "/state/events"),
+    ] {
+        let Some(rooms) = sync
+            .pointer(&format!("/rooms/{section}"))
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        for (room_id, room) in rooms {
+            out.push(RoomUpdate {
+                room_id: room_id.clone(),
+                state_events: events(room.pointer(state_path)),
+                timeline_events: events(room.pointer("/timeline/events")),
+                limited: room
+                    .pointer("/timeline/limited")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            });
+        }
+    }
+    out
 }
 
 fn users(value: Option<&Value>) -> Vec<OwnedUserId> {
@@ -112,6 +177,7 @@ impl SyncChanges {
             device_lists_changed: users(sync.pointer("/device_lists/changed")),
             device_lists_left: users(sync.pointer("/device_lists/left")),
             initial: false,
+            rooms: rooms(sync),
         }
     }
 }
@@ -122,6 +188,9 @@ impl SyncChanges {
 pub struct SyncOutcome {
     /// Each to-device event's fate, in order.
     pub to_device: Vec<ToDeviceOutcome>,
+    /// Each encrypted timeline event's fate, then earlier events that a
+    /// new key opened (`late`).
+    pub room_events: Vec<crate::megolm::RoomEventOutcome>,
 }
 
 /// Who to encrypt for.

@@ -73,7 +73,9 @@ impl OutgoingRequest {
                 HttpMethod::Post,
                 format!("{V3}/keys/claim"),
             ),
-            PendingKind::ToDevice { event_type, txn_id } => (
+            PendingKind::ToDevice {
+                event_type, txn_id, ..
+            } => (
                 RequestKind::ToDevice,
                 HttpMethod::Put,
                 format!(

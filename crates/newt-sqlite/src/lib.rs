@@ -11,6 +11,7 @@
 
 mod key;
 mod migrations;
+mod rooms;
 mod txn;
 
 pub use key::{KeyFileError, StoreKey};

@@ -6,6 +6,7 @@ use rusqlite::{Connection, Transaction};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_olm_channel.sql"),
+    include_str!("../migrations/0003_rooms.sql"),
 ];
 
 /// The newest schema version this build knows.

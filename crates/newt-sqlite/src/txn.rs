@@ -3,8 +3,9 @@
 use crate::key::StoreKey;
 use newt_crypto::ruma::{DeviceId, UserId};
 use newt_crypto::store::{
-    AccountRecord, DeviceRecord, OlmSessionRecord, OlmSessionTimes, PendingRequest, QueuedToDevice,
-    StoreError, StoreTxn, TrackedUser,
+    AccountRecord, DeviceRecord, InboundRecord, IndexUse, OlmSessionRecord, OlmSessionTimes,
+    OutboundRecord, PendingRequest, QueuedToDevice, RoomRecord, StoreError, StoreTxn, TrackedUser,
+    UndecryptedEvent, WithheldRecord,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn corrupt(e: serde_json::Error) -> StoreError {
+pub(crate) fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
@@ -96,8 +97,26 @@ fn session_slot(sender_key: &str, session_id: &str) -> String {
 }
 
 impl SqliteTxn<'_> {
+    pub(crate) fn tx(&self) -> &Transaction<'_> {
+        &self.tx
+    }
+
+    pub(crate) fn seal_secret(&self, slot: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.key
+            .seal(slot, plaintext)
+            .ok_or_else(|| StoreError::Backend("secret too large to encrypt".into()))
+    }
+
+    pub(crate) fn open_secret(
+        &self,
+        slot: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.key.open(slot, sealed).ok_or(StoreError::Decryption)
+    }
+
     /// Rows of one JSON `data` column, decoded.
-    fn query_json<T: serde::de::DeserializeOwned, P: rusqlite::Params>(
+    pub(crate) fn query_json<T: serde::de::DeserializeOwned, P: rusqlite::Params>(
         &mut self,
         sql: &str,
         params: P,
@@ -360,6 +379,93 @@ impl StoreTxn for SqliteTxn<'_> {
             .execute("DELETE FROM queued_to_device WHERE id = ?1", [id])
             .map_err(backend)?;
         Ok(())
+    }
+
+    fn load_room(&mut self, room_id: &str) -> Result<Option<RoomRecord>, StoreError> {
+        self.room_load(room_id)
+    }
+
+    fn save_room(&mut self, room: &RoomRecord) -> Result<(), StoreError> {
+        self.room_save(room)
+    }
+
+    fn load_outbound(&mut self, room_id: &str) -> Result<Option<OutboundRecord>, StoreError> {
+        self.outbound_load(room_id)
+    }
+
+    fn save_outbound(&mut self, session: &OutboundRecord) -> Result<(), StoreError> {
+        self.outbound_save(session)
+    }
+
+    fn load_inbound(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+    ) -> Result<Option<InboundRecord>, StoreError> {
+        self.inbound_load(room_id, session_id)
+    }
+
+    fn save_inbound(&mut self, session: &InboundRecord) -> Result<(), StoreError> {
+        self.inbound_save(session)
+    }
+
+    fn load_all_inbound(&mut self) -> Result<Vec<InboundRecord>, StoreError> {
+        self.inbound_all()
+    }
+
+    fn load_index_use(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+        index: u32,
+    ) -> Result<Option<IndexUse>, StoreError> {
+        self.index_load(room_id, session_id, index)
+    }
+
+    fn save_index_use(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+        index: u32,
+        used: &IndexUse,
+    ) -> Result<(), StoreError> {
+        self.index_save(room_id, session_id, index, used)
+    }
+
+    fn save_undecrypted(&mut self, event: &UndecryptedEvent) -> Result<(), StoreError> {
+        self.undecrypted_save(event)
+    }
+
+    fn load_undecrypted(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<UndecryptedEvent>, StoreError> {
+        self.undecrypted_for(room_id, session_id)
+    }
+
+    fn load_undecrypted_event(
+        &mut self,
+        room_id: &str,
+        event_id: &str,
+    ) -> Result<Option<UndecryptedEvent>, StoreError> {
+        self.undecrypted_one(room_id, event_id)
+    }
+
+    fn delete_undecrypted(&mut self, room_id: &str, event_id: &str) -> Result<(), StoreError> {
+        self.undecrypted_delete(room_id, event_id)
+    }
+
+    fn save_withheld(&mut self, notice: &WithheldRecord) -> Result<(), StoreError> {
+        self.withheld_save(notice)
+    }
+
+    fn load_withheld(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+    ) -> Result<Option<WithheldRecord>, StoreError> {
+        self.withheld_load(room_id, session_id)
     }
 
     fn get_value(&mut self, key: &str) -> Result<Option<String>, StoreError> {

@@ -200,6 +200,8 @@ pub(crate) fn receive_claim(
                 txn.save_olm_session(&live.to_record())?;
                 record.local.claim_failures = 0;
                 record.local.claim_retry_at_ms = None;
+                // WHD-03: a new session allows a later `m.no_olm` again.
+                record.local.no_olm_sent = false;
                 if record.local.wants_new_session {
                     record.local.wants_new_session = false;
                     record.local.new_session_at_ms = Some(now.0);

@@ -72,6 +72,7 @@ pub(crate) fn encrypt_for_devices(
     event_type: &str,
     content: &Value,
     recipients: &[VerifiedDeviceKeys],
+    room_id: Option<&str>,
     next_seq: &mut u64,
 ) -> Result<EncryptOutcome, StoreError> {
     let mut outcome = EncryptOutcome::default();
@@ -121,22 +122,36 @@ pub(crate) fn encrypt_for_devices(
             .insert(id.1.to_string(), content);
         outcome.sent_to.push(id);
     }
+    outcome.request_ids = queue_to_device(txn, ENCRYPTED_EVENT_TYPE, messages, room_id, next_seq)?;
+    Ok(outcome)
+}
+
+/// Persists `/sendToDevice` requests for `messages`, packed (ENC-12).
+pub(crate) fn queue_to_device(
+    txn: &mut impl StoreTxn,
+    event_type: &str,
+    messages: BTreeMap<OwnedUserId, Map<String, Value>>,
+    room_id: Option<&str>,
+    next_seq: &mut u64,
+) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
     for body in pack(messages) {
         let txn_id = new_request_id();
         let request = PendingRequest {
             request_id: txn_id.clone(),
             kind: PendingKind::ToDevice {
-                event_type: ENCRYPTED_EVENT_TYPE.to_owned(),
+                event_type: event_type.to_owned(),
                 txn_id,
+                room_id: room_id.map(str::to_owned),
             },
             body,
             seq: *next_seq,
         };
         *next_seq += 1;
         txn.save_pending_request(&request)?;
-        outcome.request_ids.push(request.request_id);
+        ids.push(request.request_id);
     }
-    Ok(outcome)
+    Ok(ids)
 }
 
 /// Packs per-user messages into as few request bodies as the size bound

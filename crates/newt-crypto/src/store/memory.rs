@@ -1,8 +1,9 @@
 //! An in-memory store for tests and ephemeral clients.
 
 use super::{
-    AccountRecord, DeviceRecord, OlmSessionRecord, OlmSessionTimes, PendingRequest, QueuedToDevice,
-    Store, StoreError, StoreTxn, TrackedUser,
+    AccountRecord, DeviceRecord, InboundInfo, InboundRecord, IndexUse, OlmSessionRecord,
+    OlmSessionTimes, OutboundRecord, OutboundState, PendingRequest, QueuedToDevice, RoomRecord,
+    Store, StoreError, StoreTxn, TrackedUser, UndecryptedEvent, WithheldRecord,
 };
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use std::collections::BTreeMap;
@@ -19,6 +20,12 @@ struct State {
     sessions: BTreeMap<(String, String), (Zeroizing<String>, OlmSessionTimes)>,
     pending: BTreeMap<String, PendingRequest>,
     queued: BTreeMap<String, QueuedToDevice>,
+    rooms: BTreeMap<String, RoomRecord>,
+    outbound: BTreeMap<String, (String, Zeroizing<String>, OutboundState)>,
+    inbound: BTreeMap<(String, String), (Zeroizing<String>, InboundInfo)>,
+    indices: BTreeMap<(String, String, u32), IndexUse>,
+    undecrypted: BTreeMap<(String, String), UndecryptedEvent>,
+    withheld: BTreeMap<(String, String), WithheldRecord>,
 }
 
 /// A store that lives in memory. Transactions copy the state and write it
@@ -186,6 +193,168 @@ impl StoreTxn for MemoryTxn<'_> {
     fn delete_queued_to_device(&mut self, id: &str) -> Result<(), StoreError> {
         self.working.queued.remove(id);
         Ok(())
+    }
+
+    fn load_room(&mut self, room_id: &str) -> Result<Option<RoomRecord>, StoreError> {
+        Ok(self.working.rooms.get(room_id).cloned())
+    }
+
+    fn save_room(&mut self, room: &RoomRecord) -> Result<(), StoreError> {
+        self.working
+            .rooms
+            .insert(room.room_id.clone(), room.clone());
+        Ok(())
+    }
+
+    fn load_outbound(&mut self, room_id: &str) -> Result<Option<OutboundRecord>, StoreError> {
+        let Some((session_id, pickle, state)) = self.working.outbound.get(room_id) else {
+            return Ok(None);
+        };
+        Ok(Some(OutboundRecord {
+            room_id: room_id.to_owned(),
+            session_id: session_id.clone(),
+            pickle: serde_json::from_str(pickle).map_err(corrupt)?,
+            state: state.clone(),
+        }))
+    }
+
+    fn save_outbound(&mut self, session: &OutboundRecord) -> Result<(), StoreError> {
+        let pickle = Zeroizing::new(serde_json::to_string(&session.pickle).map_err(corrupt)?);
+        self.working.outbound.insert(
+            session.room_id.clone(),
+            (session.session_id.clone(), pickle, session.state.clone()),
+        );
+        Ok(())
+    }
+
+    fn load_inbound(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+    ) -> Result<Option<InboundRecord>, StoreError> {
+        let Some((pickle, info)) = self
+            .working
+            .inbound
+            .get(&(room_id.to_owned(), session_id.to_owned()))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(InboundRecord {
+            room_id: room_id.to_owned(),
+            session_id: session_id.to_owned(),
+            pickle: serde_json::from_str(pickle).map_err(corrupt)?,
+            info: info.clone(),
+        }))
+    }
+
+    fn save_inbound(&mut self, session: &InboundRecord) -> Result<(), StoreError> {
+        let pickle = Zeroizing::new(serde_json::to_string(&session.pickle).map_err(corrupt)?);
+        self.working.inbound.insert(
+            (session.room_id.clone(), session.session_id.clone()),
+            (pickle, session.info.clone()),
+        );
+        Ok(())
+    }
+
+    fn load_all_inbound(&mut self) -> Result<Vec<InboundRecord>, StoreError> {
+        let keys: Vec<_> = self.working.inbound.keys().cloned().collect();
+        let mut out = Vec::new();
+        for (room, session) in keys {
+            if let Some(record) = self.load_inbound(&room, &session)? {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_index_use(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+        index: u32,
+    ) -> Result<Option<IndexUse>, StoreError> {
+        Ok(self
+            .working
+            .indices
+            .get(&(room_id.to_owned(), session_id.to_owned(), index))
+            .cloned())
+    }
+
+    fn save_index_use(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+        index: u32,
+        used: &IndexUse,
+    ) -> Result<(), StoreError> {
+        self.working.indices.insert(
+            (room_id.to_owned(), session_id.to_owned(), index),
+            used.clone(),
+        );
+        Ok(())
+    }
+
+    fn save_undecrypted(&mut self, event: &UndecryptedEvent) -> Result<(), StoreError> {
+        self.working.undecrypted.insert(
+            (event.room_id.clone(), event.event_id.clone()),
+            event.clone(),
+        );
+        Ok(())
+    }
+
+    fn load_undecrypted(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<UndecryptedEvent>, StoreError> {
+        let mut out: Vec<_> = self
+            .working
+            .undecrypted
+            .values()
+            .filter(|e| e.room_id == room_id && e.session_id == session_id)
+            .cloned()
+            .collect();
+        out.sort_by_key(|e| e.received_at_ms);
+        Ok(out)
+    }
+
+    fn load_undecrypted_event(
+        &mut self,
+        room_id: &str,
+        event_id: &str,
+    ) -> Result<Option<UndecryptedEvent>, StoreError> {
+        Ok(self
+            .working
+            .undecrypted
+            .get(&(room_id.to_owned(), event_id.to_owned()))
+            .cloned())
+    }
+
+    fn delete_undecrypted(&mut self, room_id: &str, event_id: &str) -> Result<(), StoreError> {
+        self.working
+            .undecrypted
+            .remove(&(room_id.to_owned(), event_id.to_owned()));
+        Ok(())
+    }
+
+    fn save_withheld(&mut self, notice: &WithheldRecord) -> Result<(), StoreError> {
+        self.working.withheld.insert(
+            (notice.room_id.clone(), notice.session_id.clone()),
+            notice.clone(),
+        );
+        Ok(())
+    }
+
+    fn load_withheld(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+    ) -> Result<Option<WithheldRecord>, StoreError> {
+        Ok(self
+            .working
+            .withheld
+            .get(&(room_id.to_owned(), session_id.to_owned()))
+            .cloned())
     }
 
     fn get_value(&mut self, key: &str) -> Result<Option<String>, StoreError> {

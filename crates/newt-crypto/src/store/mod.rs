@@ -6,11 +6,16 @@
 
 mod memory;
 mod records;
+mod room_records;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
 pub use memory::{MemoryStore, MemoryTxn};
+pub use room_records::{
+    EncryptionSettings, InboundInfo, InboundRecord, IndexUse, KeySource, Membership,
+    OutboundRecord, OutboundState, RoomRecord, SharedAt, UndecryptedEvent, WithheldRecord,
+};
 
 pub use records::{
     AccountRecord, AccountState, DeviceLocal, DeviceRecord, OlmSessionRecord, OlmSessionTimes,
@@ -89,6 +94,69 @@ pub trait StoreTxn {
     fn save_queued_to_device(&mut self, event: &QueuedToDevice) -> Result<(), StoreError>;
     /// Removes a queued event.
     fn delete_queued_to_device(&mut self, id: &str) -> Result<(), StoreError>;
+    /// A room's state, as far as encryption needs it.
+    fn load_room(&mut self, room_id: &str) -> Result<Option<RoomRecord>, StoreError>;
+    /// Inserts or replaces a room.
+    fn save_room(&mut self, room: &RoomRecord) -> Result<(), StoreError>;
+
+    /// The room's current outbound Megolm session.
+    fn load_outbound(&mut self, room_id: &str) -> Result<Option<OutboundRecord>, StoreError>;
+    /// Replaces the room's outbound session. The pickle is secret.
+    fn save_outbound(&mut self, session: &OutboundRecord) -> Result<(), StoreError>;
+
+    /// An inbound Megolm session by `(room_id, session_id)` (MEG-05).
+    fn load_inbound(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+    ) -> Result<Option<InboundRecord>, StoreError>;
+    /// Inserts or replaces an inbound session. The pickle is secret.
+    fn save_inbound(&mut self, session: &InboundRecord) -> Result<(), StoreError>;
+    /// Every inbound session (for key export).
+    fn load_all_inbound(&mut self) -> Result<Vec<InboundRecord>, StoreError>;
+
+    /// The event that used a message index, if any (MEG-08).
+    fn load_index_use(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+        index: u32,
+    ) -> Result<Option<IndexUse>, StoreError>;
+    /// Records the event that used a message index.
+    fn save_index_use(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+        index: u32,
+        used: &IndexUse,
+    ) -> Result<(), StoreError>;
+
+    /// Keeps an undecryptable event for a later retry (REC-05).
+    fn save_undecrypted(&mut self, event: &UndecryptedEvent) -> Result<(), StoreError>;
+    /// Undecryptable events waiting for one session.
+    fn load_undecrypted(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<UndecryptedEvent>, StoreError>;
+    /// One undecryptable event by ID.
+    fn load_undecrypted_event(
+        &mut self,
+        room_id: &str,
+        event_id: &str,
+    ) -> Result<Option<UndecryptedEvent>, StoreError>;
+    /// Forgets an undecryptable event (it decrypted).
+    fn delete_undecrypted(&mut self, room_id: &str, event_id: &str) -> Result<(), StoreError>;
+
+    /// Records a withheld notice, by `(room_id, session_id)`.
+    fn save_withheld(&mut self, notice: &WithheldRecord) -> Result<(), StoreError>;
+    /// The withheld notice for `(room_id, session_id)`, if any.
+    fn load_withheld(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+    ) -> Result<Option<WithheldRecord>, StoreError>;
+
     /// A small non-secret value, such as the sync token.
     fn get_value(&mut self, key: &str) -> Result<Option<String>, StoreError>;
     /// Sets a small non-secret value.

@@ -143,6 +143,12 @@ pub struct DeviceLocal {
     pub wants_new_session: bool,
     /// REC-03: when we last made a replacement session, in ms.
     pub new_session_at_ms: Option<u64>,
+    /// The user verified this device out of band.
+    #[serde(default)]
+    pub verified: bool,
+    /// WHD-03: an `m.no_olm` notice went out since the last session.
+    #[serde(default)]
+    pub no_olm_sent: bool,
 }
 
 /// An Olm session with one peer device's Curve25519 key.
@@ -213,6 +219,9 @@ pub enum PendingKind {
         event_type: String,
         /// The transaction ID, the same on every retry (TD-02).
         txn_id: String,
+        /// The room whose key it carries, if any (ENC-04).
+        #[serde(default)]
+        room_id: Option<String>,
     },
 }
 

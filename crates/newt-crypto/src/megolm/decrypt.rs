@@ -1,0 +1,249 @@
+//! Decrypting room events (MEG-08..11, ENC-14) and keeping the ones that
+//! cannot be read yet for a retry when their key arrives (REC-05).
+
+use super::{DecryptedRoomEvent, RoomDecryptError, RoomEventOutcome, TrustVerdict};
+use crate::store::{InboundInfo, IndexUse, StoreError, StoreTxn, UndecryptedEvent};
+use crate::time::Timestamp;
+use ruma::{OwnedDeviceId, OwnedUserId};
+use serde_json::Value;
+use vodozemac::megolm::{DecryptionError, InboundGroupSession, MegolmMessage};
+
+fn malformed(detail: &str) -> RoomDecryptError {
+    RoomDecryptError::Malformed {
+        detail: detail.to_owned(),
+    }
+}
+
+/// Who we are, for the trust verdict of our own messages.
+pub(crate) struct Me<'a> {
+    pub(crate) user_id: &'a str,
+    pub(crate) device_id: &'a str,
+}
+
+/// MEG-10, MEG-11: how far an event can be trusted.
+fn verdict(
+    txn: &mut impl StoreTxn,
+    me: &Me<'_>,
+    sender: &OwnedUserId,
+    info: &InboundInfo,
+) -> Result<TrustVerdict, StoreError> {
+    if *sender != info.sender_user {
+        return Ok(TrustVerdict::MismatchedSender);
+    }
+    if !info.source.authenticated() {
+        return Ok(TrustVerdict::AuthenticityNotGuaranteed);
+    }
+    let Some(device_id) = &info.sender_device else {
+        return Ok(TrustVerdict::UnknownDevice);
+    };
+    if sender.as_str() == me.user_id && device_id.as_str() == me.device_id {
+        return Ok(TrustVerdict::Verified);
+    }
+    let device = txn.load_devices(sender)?.into_iter().find(|d| {
+        d.device_id == *device_id
+            && d.curve25519 == info.sender_key
+            && d.ed25519 == info.claimed_ed25519
+    });
+    Ok(match device {
+        None => TrustVerdict::UnknownDevice,
+        Some(d) if d.local.verified => TrustVerdict::Verified,
+        Some(_) => TrustVerdict::UnverifiedDevice,
+    })
+}
+
+/// Decrypts one `m.room.encrypted` room event. Events that may become
+/// readable later are stored for a retry.
+pub(crate) fn decrypt(
+    txn: &mut impl StoreTxn,
+    me: &Me<'_>,
+    room_id: &str,
+    event: &Value,
+    now: Timestamp,
+) -> Result<Result<DecryptedRoomEvent, RoomDecryptError>, StoreError> {
+    let result = attempt(txn, me, room_id, event)?;
+    if let Err(error) = &result
+        && error.is_retryable()
+        && let (Some(event_id), Some(session_id)) = (
+            event.get("event_id").and_then(Value::as_str),
+            event.pointer("/content/session_id").and_then(Value::as_str),
+        )
+        && txn.load_undecrypted_event(room_id, event_id)?.is_none()
+    {
+        txn.save_undecrypted(&UndecryptedEvent {
+            room_id: room_id.to_owned(),
+            session_id: session_id.to_owned(),
+            event_id: event_id.to_owned(),
+            event_json: event.to_string(),
+            received_at_ms: now.0,
+        })?;
+    }
+    Ok(result)
+}
+
+fn attempt(
+    txn: &mut impl StoreTxn,
+    me: &Me<'_>,
+    room_id: &str,
+    event: &Value,
+) -> Result<Result<DecryptedRoomEvent, RoomDecryptError>, StoreError> {
+    let content = event.get("content").and_then(Value::as_object);
+    // OLM-13: a redacted event has empty content.
+    let Some(content) = content.filter(|c| !c.is_empty()) else {
+        return Ok(Err(RoomDecryptError::Redacted));
+    };
+    let text = |name: &str| content.get(name).and_then(Value::as_str);
+    let algorithm = text("algorithm").unwrap_or_default();
+    if algorithm != crate::MEGOLM_ALGORITHM {
+        return Ok(Err(RoomDecryptError::UnsupportedAlgorithm {
+            algorithm: algorithm.to_owned(),
+        }));
+    }
+    let (Some(session_id), Some(ciphertext)) = (text("session_id"), text("ciphertext")) else {
+        return Ok(Err(malformed("session_id or ciphertext missing")));
+    };
+    let Some(event_id) = event.get("event_id").and_then(Value::as_str) else {
+        return Ok(Err(malformed("no event_id")));
+    };
+    // MEG-10: a sender that is not even a user ID fails decryption.
+    let Some(sender) = event
+        .get("sender")
+        .and_then(Value::as_str)
+        .and_then(|s| OwnedUserId::try_from(s).ok())
+    else {
+        return Ok(Err(malformed("sender is not a user ID")));
+    };
+    let ts = event
+        .get("origin_server_ts")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let Ok(message) = MegolmMessage::from_base64(ciphertext) else {
+        return Ok(Err(malformed("ciphertext is not a Megolm message")));
+    };
+    // MEG-05: looked up by room and session, never by sender key.
+    let Some(record) = txn.load_inbound(room_id, session_id)? else {
+        if let Some(notice) = txn.load_withheld(room_id, session_id)? {
+            return Ok(Err(RoomDecryptError::Withheld {
+                session_id: session_id.to_owned(),
+                code: notice.code,
+                reason: notice.reason,
+            }));
+        }
+        // WHD-05: an `m.no_olm` from the sending device covers this too.
+        if let Some(sender_key) = text("sender_key")
+            && let Some(notice) = txn.load_withheld("", sender_key)?
+        {
+            return Ok(Err(RoomDecryptError::Withheld {
+                session_id: session_id.to_owned(),
+                code: notice.code,
+                reason: notice.reason,
+            }));
+        }
+        return Ok(Err(RoomDecryptError::MissingSession {
+            session_id: session_id.to_owned(),
+        }));
+    };
+    let mut session = InboundGroupSession::from_pickle(record.pickle);
+    let decrypted = match session.decrypt(&message) {
+        Ok(d) => d,
+        Err(DecryptionError::UnknownMessageIndex(first_known, index)) => {
+            return Ok(Err(RoomDecryptError::UnknownIndex {
+                session_id: session_id.to_owned(),
+                first_known,
+                index,
+            }));
+        }
+        Err(e) => {
+            return Ok(Err(RoomDecryptError::Failed {
+                detail: e.to_string(),
+            }));
+        }
+    };
+    let index = decrypted.message_index;
+    // MEG-08: an index belongs to one event; the same event may be
+    // decrypted again.
+    let this_use = IndexUse {
+        event_id: event_id.to_owned(),
+        origin_server_ts: ts,
+    };
+    match txn.load_index_use(room_id, session_id, index)? {
+        Some(first) if first != this_use => {
+            return Ok(Err(RoomDecryptError::Replay {
+                index,
+                first_event_id: first.event_id,
+            }));
+        }
+        Some(_) => {}
+        None => txn.save_index_use(room_id, session_id, index, &this_use)?,
+    }
+    let Ok(plain) = serde_json::from_slice::<Value>(&decrypted.plaintext) else {
+        return Ok(Err(malformed("plaintext is not JSON")));
+    };
+    // MEG-09: the server cannot move a message to another room.
+    let payload_room = plain
+        .get("room_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if payload_room != room_id || record.room_id != room_id {
+        return Ok(Err(RoomDecryptError::WrongRoom {
+            payload_room: payload_room.to_owned(),
+        }));
+    }
+    let event_type = plain
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut inner = plain
+        .get("content")
+        .cloned()
+        .unwrap_or(Value::Object(Default::default()));
+    // ENC-14: the relation in the clear counts; one inside is ignored.
+    if let Some(inner) = inner.as_object_mut() {
+        inner.remove("m.relates_to");
+        if let Some(relates_to) = content.get("m.relates_to") {
+            inner.insert("m.relates_to".into(), relates_to.clone());
+        }
+    }
+    let trust = verdict(txn, me, &sender, &record.info)?;
+    let sender_device: Option<OwnedDeviceId> = record.info.sender_device.clone();
+    Ok(Ok(DecryptedRoomEvent {
+        room_id: room_id.to_owned(),
+        event_id: event_id.to_owned(),
+        sender,
+        sender_device,
+        origin_server_ts: ts,
+        event_type,
+        content: inner,
+        session_id: session_id.to_owned(),
+        message_index: index,
+        trust,
+    }))
+}
+
+/// REC-05: retries the events waiting for `(room_id, session_id)`.
+pub(crate) fn retry(
+    txn: &mut impl StoreTxn,
+    me: &Me<'_>,
+    room_id: &str,
+    session_id: &str,
+) -> Result<Vec<RoomEventOutcome>, StoreError> {
+    let mut out = Vec::new();
+    for waiting in txn.load_undecrypted(room_id, session_id)? {
+        let Ok(event) = serde_json::from_str::<Value>(&waiting.event_json) else {
+            txn.delete_undecrypted(room_id, &waiting.event_id)?;
+            continue;
+        };
+        let result = attempt(txn, me, room_id, &event)?;
+        if result.as_ref().is_err_and(RoomDecryptError::is_retryable) {
+            continue;
+        }
+        txn.delete_undecrypted(room_id, &waiting.event_id)?;
+        out.push(RoomEventOutcome {
+            room_id: room_id.to_owned(),
+            event_id: waiting.event_id,
+            result,
+            late: true,
+        });
+    }
+    Ok(out)
+}

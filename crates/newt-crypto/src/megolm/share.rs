@@ -1,0 +1,361 @@
+//! Outbound Megolm sessions: creation (ENC-05), rotation (ENC-06..09,
+//! HIS-02), sharing with exactly the right devices (ENC-04, ENC-10..13,
+//! WHD-01..03) and encrypting room events (ENC-03, ENC-14).
+
+use super::room::{recipient_users, shares_history};
+use super::{RoomError, ShareOutcome, SharePolicy};
+use crate::device_keys::VerifiedDeviceKeys;
+use crate::olm::encrypt::{Sender, encrypt_for_devices, queue_to_device};
+use crate::store::{
+    DeviceRecord, EncryptionSettings, InboundInfo, InboundRecord, KeySource, OutboundRecord,
+    OutboundState, RoomRecord, SharedAt, StoreError, StoreTxn,
+};
+use crate::time::Timestamp;
+use crate::tracking;
+use ruma::{OwnedDeviceId, OwnedUserId};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig};
+
+type DeviceKey = (OwnedUserId, OwnedDeviceId);
+
+/// A device and what it gets.
+enum Decision {
+    Share(Box<VerifiedDeviceKeys>),
+    Withhold(&'static str, &'static str),
+}
+
+/// ENC-10: each recipient device and whether it gets the key.
+fn decide(
+    txn: &mut impl StoreTxn,
+    room: &RoomRecord,
+    sender: &Sender<'_>,
+    policy: SharePolicy,
+) -> Result<BTreeMap<DeviceKey, (Decision, DeviceRecord)>, StoreError> {
+    let mut out = BTreeMap::new();
+    for user in recipient_users(room) {
+        for (keys, record) in tracking::devices(txn, &user)? {
+            if keys.user_id() == sender.user_id && keys.device_id() == sender.device_id {
+                continue;
+            }
+            let decision = if record.local.blocked {
+                Decision::Withhold("m.blacklisted", "the device is blocked")
+            } else if record.local.key_change_refused {
+                Decision::Withhold("m.unverified", "the device's keys changed")
+            } else if policy.only_verified && !record.local.verified {
+                Decision::Withhold("m.unverified", "the device is not verified")
+            } else {
+                Decision::Share(Box::new(keys))
+            };
+            out.insert(
+                (record.user_id.clone(), record.device_id.clone()),
+                (decision, record),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// ENC-06, ENC-07, HIS-02: whether the current session must go.
+fn must_rotate(
+    state: &OutboundState,
+    settings: &EncryptionSettings,
+    shared_history: bool,
+    eligible: &BTreeSet<DeviceKey>,
+    now: Timestamp,
+) -> bool {
+    let expired = now.0.saturating_sub(state.created_at_ms) >= settings.rotation_period_ms
+        || state.message_count >= settings.rotation_period_msgs;
+    // A device that had the key and may no longer read: it left, was
+    // removed or was blocked.
+    let someone_left = state.shared_with.iter().any(|(user, devices)| {
+        devices
+            .keys()
+            .any(|d| !eligible.contains(&(user.clone(), d.clone())))
+    });
+    state.invalidated || expired || state.shared_history != shared_history || someone_left
+}
+
+/// ENC-05: a new session, with our own copy stored as inbound.
+fn create(
+    txn: &mut impl StoreTxn,
+    room_id: &str,
+    sender: &Sender<'_>,
+    shared_history: bool,
+    now: Timestamp,
+) -> Result<(GroupSession, OutboundState), StoreError> {
+    let session = GroupSession::new(SessionConfig::version_1());
+    let inbound = InboundGroupSession::new(&session.session_key(), SessionConfig::version_1());
+    let own_user =
+        OwnedUserId::try_from(sender.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    txn.save_inbound(&InboundRecord {
+        room_id: room_id.to_owned(),
+        session_id: session.session_id(),
+        pickle: inbound.pickle(),
+        info: InboundInfo {
+            sender_key: sender.curve25519.to_owned(),
+            claimed_ed25519: sender.ed25519.to_owned(),
+            sender_user: own_user,
+            sender_device: Some(sender.device_id.into()),
+            first_known_index: 0,
+            source: KeySource::Own,
+            shared_history,
+        },
+    })?;
+    let state = OutboundState {
+        created_at_ms: now.0,
+        message_count: 0,
+        shared_history,
+        invalidated: false,
+        shared_with: BTreeMap::new(),
+        withheld: BTreeMap::new(),
+        pending_requests: Vec::new(),
+    };
+    Ok((session, state))
+}
+
+/// Shares the room's current session with every recipient device that
+/// lacks it, rotating first when needed. Devices that cannot get it are
+/// told why, once.
+pub(crate) fn share(
+    txn: &mut impl StoreTxn,
+    sender: &Sender<'_>,
+    room_id: &str,
+    policy: SharePolicy,
+    now: Timestamp,
+    next_seq: &mut u64,
+) -> Result<ShareOutcome, RoomError> {
+    let room = txn
+        .load_room(room_id)?
+        .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
+    let settings = room
+        .encryption
+        .clone()
+        .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
+    let shared_history = shares_history(&room.history_visibility);
+    let decisions = decide(txn, &room, sender, policy)?;
+    let eligible: BTreeSet<DeviceKey> = decisions
+        .iter()
+        .filter(|(_, (d, _))| matches!(d, Decision::Share(_)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let current = txn.load_outbound(room_id)?;
+    let (session, mut state, rotated) = match current {
+        Some(record) if !must_rotate(&record.state, &settings, shared_history, &eligible, now) => (
+            GroupSession::from_pickle(record.pickle),
+            record.state,
+            false,
+        ),
+        _ => {
+            let (session, state) = create(txn, room_id, sender, shared_history, now)?;
+            (session, state, true)
+        }
+    };
+    let session_id = session.session_id();
+    let mut outcome = ShareOutcome {
+        session_id: session_id.clone(),
+        rotated,
+        ..ShareOutcome::default()
+    };
+
+    let mut targets = Vec::new();
+    let mut notices: Vec<(DeviceKey, &'static str, &'static str)> = Vec::new();
+    for ((user, device), (decision, _)) in &decisions {
+        let has_it = state
+            .shared_with
+            .get(user)
+            .is_some_and(|d| d.contains_key(device));
+        match decision {
+            Decision::Share(keys) if !has_it => targets.push((**keys).clone()),
+            Decision::Share(_) => {}
+            Decision::Withhold(code, reason) => {
+                let told = state
+                    .withheld
+                    .get(user)
+                    .and_then(|d| d.get(device))
+                    .is_some_and(|c| c == code);
+                if !told {
+                    notices.push(((user.clone(), device.clone()), code, reason));
+                }
+            }
+        }
+    }
+    // ENC-04, ENC-11: the key from the current index, to new devices only.
+    let index = session.message_index();
+    let content = json!({
+        "algorithm": crate::MEGOLM_ALGORITHM,
+        "room_id": room_id,
+        "session_id": session_id,
+        "session_key": session.session_key().to_base64(),
+        "chain_index": index,
+        "shared_history": shared_history,
+    });
+    let sent = encrypt_for_devices(
+        txn,
+        sender,
+        "m.room_key",
+        &content,
+        &targets,
+        Some(room_id),
+        next_seq,
+    )?;
+    state
+        .pending_requests
+        .extend(sent.request_ids.iter().cloned());
+    for (user, device) in &sent.sent_to {
+        state
+            .shared_with
+            .entry(user.clone())
+            .or_default()
+            .insert(device.clone(), SharedAt { index });
+        outcome.shared_with.push((user.clone(), device.clone()));
+    }
+    // ENC-13, WHD-03: one `m.no_olm` per device until a session appears.
+    for (user, device) in &sent.missing_sessions {
+        if let Some((_, record)) = decisions.get(&(user.clone(), device.clone()))
+            && !record.local.no_olm_sent
+        {
+            let mut record = record.clone();
+            record.local.no_olm_sent = true;
+            txn.save_device(&record)?;
+            notices.push((
+                (user.clone(), device.clone()),
+                "m.no_olm",
+                "no Olm session could be made",
+            ));
+        }
+    }
+    let mut messages: BTreeMap<OwnedUserId, Map<String, Value>> = BTreeMap::new();
+    for ((user, device), code, reason) in notices {
+        let mut notice = json!({
+            "algorithm": crate::MEGOLM_ALGORITHM,
+            "sender_key": sender.curve25519,
+            "code": code,
+            "reason": reason,
+        });
+        if code != "m.no_olm" {
+            notice["room_id"] = json!(room_id);
+            notice["session_id"] = json!(session_id);
+            state
+                .withheld
+                .entry(user.clone())
+                .or_default()
+                .insert(device.clone(), code.to_owned());
+        }
+        messages
+            .entry(user.clone())
+            .or_default()
+            .insert(device.to_string(), notice);
+        outcome.withheld.push((user, device, code.to_owned()));
+    }
+    queue_to_device(txn, "m.room_key.withheld", messages, None, next_seq)?;
+    txn.save_outbound(&OutboundRecord {
+        room_id: room_id.to_owned(),
+        session_id,
+        pickle: session.pickle(),
+        state,
+    })?;
+    Ok(outcome)
+}
+
+/// ENC-03, ENC-14: encrypts a room event with the current session. The
+/// key must have been shared and its requests answered (ENC-04).
+pub(crate) fn encrypt_event(
+    txn: &mut impl StoreTxn,
+    sender: &Sender<'_>,
+    room_id: &str,
+    event_type: &str,
+    content: &Value,
+    now: Timestamp,
+) -> Result<Value, RoomError> {
+    let room = txn
+        .load_room(room_id)?
+        .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
+    let settings = room
+        .encryption
+        .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
+    let not_shared = || RoomError::KeyNotShared(room_id.to_owned());
+    let mut record = txn.load_outbound(room_id)?.ok_or_else(not_shared)?;
+    let expired = now.0.saturating_sub(record.state.created_at_ms) >= settings.rotation_period_ms
+        || record.state.message_count >= settings.rotation_period_msgs;
+    if record.state.invalidated || expired || !record.state.pending_requests.is_empty() {
+        return Err(not_shared());
+    }
+    let mut content = content.clone();
+    let relates_to = content
+        .as_object_mut()
+        .and_then(|c| c.remove("m.relates_to"));
+    let plaintext = json!({"type": event_type, "content": content, "room_id": room_id});
+    let mut session = GroupSession::from_pickle(record.pickle);
+    let message = session.encrypt(plaintext.to_string());
+    let mut encrypted = json!({
+        "algorithm": crate::MEGOLM_ALGORITHM,
+        "ciphertext": message.to_base64(),
+        "session_id": session.session_id(),
+        "sender_key": sender.curve25519,
+        "device_id": sender.device_id,
+    });
+    if let Some(relates_to) = relates_to {
+        encrypted["m.relates_to"] = relates_to;
+    }
+    record.state.message_count += 1;
+    record.pickle = session.pickle();
+    txn.save_outbound(&record)?;
+    Ok(encrypted)
+}
+
+/// A key-share request was answered: it no longer holds back encryption.
+pub(crate) fn request_answered(
+    txn: &mut impl StoreTxn,
+    room_id: &str,
+    request_id: &str,
+) -> Result<(), StoreError> {
+    if let Some(mut record) = txn.load_outbound(room_id)? {
+        record.state.pending_requests.retain(|id| id != request_id);
+        txn.save_outbound(&record)?;
+    }
+    Ok(())
+}
+
+/// A key-share request failed for good: its devices did not get the key
+/// and are shared with again at the next send.
+pub(crate) fn request_failed(
+    txn: &mut impl StoreTxn,
+    room_id: &str,
+    request_id: &str,
+    body: &str,
+) -> Result<(), StoreError> {
+    let Some(mut record) = txn.load_outbound(room_id)? else {
+        return Ok(());
+    };
+    record.state.pending_requests.retain(|id| id != request_id);
+    let body: Value = serde_json::from_str(body).unwrap_or_default();
+    if let Some(messages) = body.get("messages").and_then(Value::as_object) {
+        for (user, devices) in messages {
+            let Ok(user) = OwnedUserId::try_from(user.as_str()) else {
+                continue;
+            };
+            if let (Some(shared), Some(devices)) =
+                (record.state.shared_with.get_mut(&user), devices.as_object())
+            {
+                for device in devices.keys() {
+                    shared.remove(<&ruma::DeviceId>::from(device.as_str()));
+                }
+            }
+        }
+    }
+    txn.save_outbound(&record)?;
+    Ok(())
+}
+
+/// ENC-06c, ENC-07: a member left (or a gap hides who did): the next
+/// send rotates.
+pub(crate) fn invalidate(txn: &mut impl StoreTxn, room_id: &str) -> Result<(), StoreError> {
+    if let Some(mut record) = txn.load_outbound(room_id)?
+        && !record.state.invalidated
+    {
+        record.state.invalidated = true;
+        txn.save_outbound(&record)?;
+    }
+    Ok(())
+}
