@@ -261,6 +261,7 @@ impl StoreTxn for SqliteTxn<'_> {
                     pickle: serde_json::from_slice(&pickle).map_err(corrupt)?,
                     created_at_ms: times.created_at_ms,
                     last_received_at_ms: times.last_received_at_ms,
+                    retired: times.retired,
                 })
             })
             .collect()
@@ -276,6 +277,7 @@ impl StoreTxn for SqliteTxn<'_> {
         let times = OlmSessionTimes {
             created_at_ms: session.created_at_ms,
             last_received_at_ms: session.last_received_at_ms,
+            retired: session.retired,
         };
         let data = serde_json::to_string(&times).map_err(corrupt)?;
         self.tx

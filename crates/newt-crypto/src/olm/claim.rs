@@ -196,7 +196,15 @@ pub(crate) fn receive_claim(
         let id = (record.user_id.clone(), record.device_id.clone());
         match result {
             Ok(session) => {
-                let live = LiveSession::new(session, keys.curve25519().to_base64(), now.0);
+                let curve = keys.curve25519().to_base64();
+                if record.local.wants_new_session {
+                    // REC-01: the old sessions broke; never encrypt with them again.
+                    for mut old in sessions::load(txn, &curve)? {
+                        old.retired = true;
+                        txn.save_olm_session(&old.to_record())?;
+                    }
+                }
+                let live = LiveSession::new(session, curve, now.0);
                 txn.save_olm_session(&live.to_record())?;
                 record.local.claim_failures = 0;
                 record.local.claim_retry_at_ms = None;

@@ -9,6 +9,7 @@ pub(crate) struct LiveSession {
     pub(crate) sender_key: String,
     pub(crate) created_at_ms: u64,
     pub(crate) last_received_at_ms: Option<u64>,
+    pub(crate) retired: bool,
 }
 
 impl LiveSession {
@@ -18,6 +19,7 @@ impl LiveSession {
             sender_key,
             created_at_ms: now_ms,
             last_received_at_ms: None,
+            retired: false,
         }
     }
 
@@ -27,6 +29,7 @@ impl LiveSession {
             sender_key: record.sender_key,
             created_at_ms: record.created_at_ms,
             last_received_at_ms: record.last_received_at_ms,
+            retired: record.retired,
         }
     }
 
@@ -37,6 +40,7 @@ impl LiveSession {
             pickle: self.session.pickle(),
             created_at_ms: self.created_at_ms,
             last_received_at_ms: self.last_received_at_ms,
+            retired: self.retired,
         }
     }
 
@@ -61,16 +65,20 @@ pub(crate) fn load(
 }
 
 /// The session to encrypt with (CLM-05): the one that most recently
-/// received a message, a never-used one counting from its creation.
+/// received a message, a never-used one counting from its creation;
+/// retired (broken) sessions never.
 pub(crate) fn best(
     txn: &mut impl StoreTxn,
     sender_key: &str,
 ) -> Result<Option<LiveSession>, StoreError> {
-    Ok(load(txn, sender_key)?.into_iter().max_by(|a, b| {
-        a.freshness()
-            .cmp(&b.freshness())
-            .then_with(|| a.session.session_id().cmp(&b.session.session_id()))
-    }))
+    Ok(load(txn, sender_key)?
+        .into_iter()
+        .filter(|s| !s.retired)
+        .max_by(|a, b| {
+            a.freshness()
+                .cmp(&b.freshness())
+                .then_with(|| a.session.session_id().cmp(&b.session.session_id()))
+        }))
 }
 
 /// Whether any session with `sender_key` exists.

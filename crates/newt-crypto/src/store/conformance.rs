@@ -171,6 +171,7 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
             pickle: session.pickle(),
             created_at_ms: i as u64,
             last_received_at_ms: None,
+            retired: false,
         })
         .unwrap();
     }

@@ -142,6 +142,7 @@ impl StoreTxn for MemoryTxn<'_> {
                     pickle: serde_json::from_str(pickle).map_err(corrupt)?,
                     created_at_ms: times.created_at_ms,
                     last_received_at_ms: times.last_received_at_ms,
+                    retired: times.retired,
                 });
             }
         }
@@ -153,6 +154,7 @@ impl StoreTxn for MemoryTxn<'_> {
         let times = OlmSessionTimes {
             created_at_ms: session.created_at_ms,
             last_received_at_ms: session.last_received_at_ms,
+            retired: session.retired,
         };
         self.working.sessions.insert(
             (session.sender_key.clone(), session.session_id.clone()),

@@ -163,6 +163,9 @@ pub struct OlmSessionRecord {
     pub created_at_ms: u64,
     /// When it last decrypted a message, in ms (CLM-05).
     pub last_received_at_ms: Option<u64>,
+    /// Replaced after it broke (REC-01): kept for decrypting, never used
+    /// to encrypt.
+    pub retired: bool,
 }
 
 impl std::fmt::Debug for OlmSessionRecord {
@@ -183,6 +186,9 @@ pub struct OlmSessionTimes {
     pub created_at_ms: u64,
     /// When it last decrypted a message, in ms.
     pub last_received_at_ms: Option<u64>,
+    /// Replaced after it broke; never used to encrypt.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 /// A request handed out and not yet answered. Persisted so it is sent

@@ -7,5 +7,7 @@ mod account;
 mod attacks;
 mod olm;
 mod raw_peer;
+mod rooms;
+mod rooms_router;
 mod router;
 mod tracking;
