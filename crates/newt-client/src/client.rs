@@ -86,6 +86,10 @@ pub struct Client {
     homeserver: String,
     /// To-device outcomes not yet taken by the application.
     pub(crate) to_device: Vec<newt_crypto::ToDeviceOutcome>,
+    /// Room messages not yet taken by the application.
+    pub(crate) messages: Vec<crate::messages::RoomMessage>,
+    /// Who gets room keys.
+    pub(crate) share_policy: newt_crypto::SharePolicy,
 }
 
 impl std::fmt::Debug for Client {
@@ -157,6 +161,8 @@ impl Client {
             profile,
             homeserver: options.homeserver,
             to_device: Vec::new(),
+            messages: Vec::new(),
+            share_policy: newt_crypto::SharePolicy::default(),
         };
         client.process_outgoing().await?;
         Ok(client)
@@ -200,6 +206,8 @@ impl Client {
             profile,
             homeserver,
             to_device: Vec::new(),
+            messages: Vec::new(),
+            share_policy: newt_crypto::SharePolicy::default(),
         })
     }
 
@@ -249,9 +257,13 @@ impl Client {
             let outcome = self
                 .machine
                 .receive_sync_changes(&mut txn, &changes, now())?;
+            crate::rooms::update_room_list(&mut txn, &sync)?;
             txn.set_value(SYNC_TOKEN, &next_batch)?;
             txn.commit()?;
             self.to_device.extend(outcome.to_device);
+            let timelines = crate::rooms::timelines(&sync);
+            self.messages
+                .extend(crate::messages::collect(&timelines, &outcome.room_events));
         }
         let requests_sent = self.process_outgoing().await?;
         Ok(SyncSummary {

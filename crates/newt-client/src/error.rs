@@ -38,6 +38,10 @@ pub enum ClientError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A room operation was refused (not encrypted, plaintext refused, key
+    /// not shared).
+    #[error("room: {0}")]
+    Room(String),
     /// The server's answer broke the protocol.
     #[error("server response: {0}")]
     Protocol(String),

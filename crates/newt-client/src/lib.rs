@@ -9,11 +9,15 @@ mod client;
 mod e2ee;
 mod error;
 pub mod http;
+mod messages;
 pub mod profile;
 mod requests;
 pub mod retry;
+mod rooms;
 
 pub use client::{Client, Identity, LoginOptions, SyncSummary};
 pub use error::ClientError;
+pub use messages::RoomMessage;
 pub use newt_crypto;
 pub use newt_sqlite;
+pub use rooms::{CreateRoom, RoomSummary};

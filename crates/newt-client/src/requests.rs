@@ -65,6 +65,8 @@ impl Client {
                     tracing::warn!("the server lists other keys for this device (TRK-10)");
                 }
                 self.to_device.extend(outcome.released);
+                self.messages
+                    .extend(crate::messages::collect(&[], &outcome.room_events));
                 Ok(())
             }
             Err(err)

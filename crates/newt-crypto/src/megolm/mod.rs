@@ -145,6 +145,7 @@ impl RoomDecryptError {
 
 /// The fate of one encrypted room event.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RoomEventOutcome {
     /// The room.
     pub room_id: String,
@@ -154,6 +155,23 @@ pub struct RoomEventOutcome {
     pub result: Result<DecryptedRoomEvent, RoomDecryptError>,
     /// An earlier undecryptable event that a new key just opened.
     pub late: bool,
+}
+
+impl RoomEventOutcome {
+    /// An outcome for an event decrypted outside a sync.
+    pub fn new(
+        room_id: &str,
+        event_id: &str,
+        result: Result<DecryptedRoomEvent, RoomDecryptError>,
+        late: bool,
+    ) -> Self {
+        Self {
+            room_id: room_id.to_owned(),
+            event_id: event_id.to_owned(),
+            result,
+            late,
+        }
+    }
 }
 
 /// Why a room command failed.
