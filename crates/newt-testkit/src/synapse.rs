@@ -86,13 +86,22 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Installs the pinned Synapse into a venv under [`cache_dir`] unless it is
-/// there already, and returns the venv's python. Concurrent callers in
-/// other processes wait on a file lock; a half-done install (no marker) is
-/// redone.
+/// there already, and returns the venv's python.
 pub fn install() -> Result<PathBuf, HarnessError> {
+    install_venv(
+        &format!("synapse-{SYNAPSE_VERSION}"),
+        &format!("matrix-synapse=={SYNAPSE_VERSION}"),
+    )
+}
+
+/// Installs `requirement` from PyPI into the venv `name` under
+/// [`cache_dir`] unless it is there, and returns the venv's python.
+/// Concurrent callers in other processes wait on a file lock; a half-done
+/// install (no marker) is redone.
+pub fn install_venv(name: &str, requirement: &str) -> Result<PathBuf, HarnessError> {
     let cache = cache_dir();
     std::fs::create_dir_all(&cache).map_err(io(format!("creating {}", cache.display())))?;
-    let venv = cache.join(format!("synapse-{SYNAPSE_VERSION}"));
+    let venv = cache.join(name);
     let python = venv.join("bin").join("python");
     let marker = venv.join(".newt-installed");
     if marker.exists() {
@@ -105,7 +114,7 @@ pub fn install() -> Result<PathBuf, HarnessError> {
         return Ok(python);
     }
     eprintln!(
-        "newt-testkit: installing matrix-synapse {SYNAPSE_VERSION} into {} (once)",
+        "newt-testkit: installing {requirement} into {} (once)",
         venv.display()
     );
     if venv.exists() {
@@ -114,7 +123,7 @@ pub fn install() -> Result<PathBuf, HarnessError> {
     let base_python = std::env::var("NEWT_PYTHON").unwrap_or_else(|_| "python3".into());
     run(
         Command::new(&base_python).args(["-m", "venv"]).arg(&venv),
-        "creating the Synapse venv",
+        "creating a venv",
     )?;
     run(
         Command::new(&python).args([
@@ -123,11 +132,11 @@ pub fn install() -> Result<PathBuf, HarnessError> {
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            &format!("matrix-synapse=={SYNAPSE_VERSION}"),
+            requirement,
         ]),
-        "pip install matrix-synapse",
+        &format!("pip install {requirement}"),
     )?;
-    std::fs::write(&marker, SYNAPSE_VERSION).map_err(io("writing the install marker"))?;
+    std::fs::write(&marker, requirement).map_err(io("writing the install marker"))?;
     Ok(python)
 }
 

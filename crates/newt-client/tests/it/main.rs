@@ -5,6 +5,7 @@
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
 mod common;
+mod interop;
 mod keys;
 mod olm;
 mod retries;
