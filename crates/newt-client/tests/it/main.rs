@@ -2,7 +2,7 @@
 //! newt-testkit, one per test process).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#![allow(clippy::cloned_ref_to_slice_refs)]
+#![allow(clippy::cloned_ref_to_slice_refs, clippy::type_complexity)]
 
 mod common;
 mod interop;
