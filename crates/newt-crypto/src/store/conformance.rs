@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::{
-    AccountRecord, AccountState, DeviceLocal, DeviceRecord, OlmSessionRecord, PendingKind,
-    PendingRequest, QueuedToDevice, Store, StoreTxn, TrackedUser,
+    AccountRecord, AccountState, DeviceLocal, DeviceRecord, InboundInfo, InboundRecord, IndexUse,
+    KeySource, Membership, OlmSessionRecord, OutboundRecord, OutboundState, PendingKind,
+    PendingRequest, QueuedToDevice, RoomRecord, Store, StoreTxn, TrackedUser, UndecryptedEvent,
+    WithheldRecord,
 };
 use ruma::{OwnedDeviceId, OwnedUserId};
 use std::collections::BTreeMap;
@@ -22,6 +24,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     olm_sessions_round_trip(&mut make());
     pending_requests_keep_order(&mut make());
     queued_events_keep_order_and_content(&mut make());
+    room_records_round_trip(&mut make());
 }
 
 fn state() -> AccountState {
@@ -265,6 +268,127 @@ pub fn queued_events_keep_order_and_content<S: Store>(store: &mut S) {
     txn.commit().unwrap();
     let mut txn = store.transaction().unwrap();
     assert_eq!(txn.load_queued_to_device().unwrap().len(), 1);
+}
+
+/// Rooms, Megolm sessions, indices, undecryptable events and withheld
+/// notices read back by their keys.
+pub fn room_records_round_trip<S: Store>(store: &mut S) {
+    use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig};
+    let room_id = "!r:example.org";
+    let mut room = RoomRecord::new(room_id);
+    room.members.insert(user("alice"), Membership::Join);
+    let group = GroupSession::new(SessionConfig::version_1());
+    let inbound = InboundGroupSession::new(&group.session_key(), SessionConfig::version_1());
+    let info = InboundInfo {
+        sender_key: "curve".into(),
+        claimed_ed25519: "ed".into(),
+        sender_user: user("alice"),
+        sender_device: Some("A1".into()),
+        first_known_index: 0,
+        source: KeySource::RoomKey,
+        shared_history: true,
+    };
+    let state = OutboundState {
+        created_at_ms: 1,
+        message_count: 2,
+        shared_history: false,
+        invalidated: false,
+        shared_with: BTreeMap::new(),
+        withheld: BTreeMap::new(),
+        pending_requests: vec!["r1".into()],
+    };
+    let utd = |id: &str, at| UndecryptedEvent {
+        room_id: room_id.into(),
+        session_id: group.session_id(),
+        event_id: id.into(),
+        event_json: "{}".into(),
+        received_at_ms: at,
+    };
+    let notice = WithheldRecord {
+        room_id: room_id.into(),
+        session_id: "s".into(),
+        code: "m.blacklisted".into(),
+        reason: None,
+        sender: user("alice"),
+        sender_key: "curve".into(),
+    };
+    let mut txn = store.transaction().unwrap();
+    txn.save_room(&room).unwrap();
+    txn.save_outbound(&OutboundRecord {
+        room_id: room_id.into(),
+        session_id: group.session_id(),
+        pickle: group.pickle(),
+        state: state.clone(),
+    })
+    .unwrap();
+    txn.save_inbound(&InboundRecord {
+        room_id: room_id.into(),
+        session_id: group.session_id(),
+        pickle: inbound.pickle(),
+        info: info.clone(),
+    })
+    .unwrap();
+    let used = IndexUse {
+        event_id: "$a".into(),
+        origin_server_ts: 5,
+    };
+    txn.save_index_use(room_id, &group.session_id(), 3, &used)
+        .unwrap();
+    txn.save_undecrypted(&utd("$late", 9)).unwrap();
+    txn.save_undecrypted(&utd("$early", 1)).unwrap();
+    txn.save_withheld(&notice).unwrap();
+    txn.commit().unwrap();
+
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(txn.load_room(room_id).unwrap(), Some(room));
+    let out = txn.load_outbound(room_id).unwrap().unwrap();
+    assert_eq!(
+        (out.session_id.clone(), out.state),
+        (group.session_id(), state)
+    );
+    assert_eq!(
+        GroupSession::from_pickle(out.pickle).session_id(),
+        group.session_id()
+    );
+    let inb = txn
+        .load_inbound(room_id, &group.session_id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(inb.info, info);
+    assert!(
+        txn.load_inbound("!other:example.org", &group.session_id())
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(txn.load_all_inbound().unwrap().len(), 1);
+    assert_eq!(
+        txn.load_index_use(room_id, &group.session_id(), 3).unwrap(),
+        Some(used)
+    );
+    assert!(
+        txn.load_index_use(room_id, &group.session_id(), 4)
+            .unwrap()
+            .is_none()
+    );
+    let waiting: Vec<_> = txn
+        .load_undecrypted(room_id, &group.session_id())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(waiting, ["$early", "$late"]);
+    assert!(
+        txn.load_undecrypted_event(room_id, "$late")
+            .unwrap()
+            .is_some()
+    );
+    txn.delete_undecrypted(room_id, "$late").unwrap();
+    assert!(
+        txn.load_undecrypted_event(room_id, "$late")
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(txn.load_withheld(room_id, "s").unwrap(), Some(notice));
 }
 
 #[cfg(test)]
