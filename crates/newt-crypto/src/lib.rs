@@ -37,6 +37,7 @@ pub mod b64;
 mod backoff;
 pub mod canonical;
 mod device_keys;
+pub mod key_export;
 mod machine;
 mod machine_rooms;
 mod machine_types;
@@ -56,6 +57,8 @@ pub use machine_types::{
     DeviceInfo, OpenError, Recipients, ResponseError, RoomUpdate, SyncChanges, SyncError,
     SyncOutcome,
 };
+pub use megolm::explain::Explanation;
+pub use megolm::export::ImportOutcome;
 pub use megolm::receive::RoomKeyError;
 pub use megolm::{
     DecryptedRoomEvent, RoomDecryptError, RoomError, RoomEventOutcome, ShareOutcome, SharePolicy,

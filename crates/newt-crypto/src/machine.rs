@@ -66,9 +66,11 @@ impl OlmMachine {
                 account
             }
             None => {
+                let mut state = AccountState::new(user_id, device_id);
+                state.created_at_ms = Some(now.0);
                 let mut account = OwnAccount {
                     inner: Account::new(),
-                    state: AccountState::new(user_id, device_id),
+                    state,
                 };
                 account.plan_upload(&ServerKeyCounts::default(), now);
                 txn.save_account(&account.to_record())?;

@@ -155,6 +155,31 @@ impl OlmMachine {
         megolm::decrypt::decrypt(txn, &self.megolm_me(), room_id, event, now)
     }
 
+    /// Every room key we hold, as `ExportedSessionData` (EXP-01).
+    pub fn export_room_keys(&self, txn: &mut impl StoreTxn) -> Result<Vec<Value>, StoreError> {
+        megolm::export::export(txn)
+    }
+
+    /// Imports exported room keys as unauthenticated (EXP-04), merging by
+    /// MEG-07, and decrypts the events they open.
+    pub fn import_room_keys(
+        &self,
+        txn: &mut impl StoreTxn,
+        sessions: &[Value],
+    ) -> Result<megolm::export::ImportOutcome, StoreError> {
+        megolm::export::import(txn, &self.megolm_me(), sessions)
+    }
+
+    /// Why an event cannot be read, and what would fix it (`newt why`).
+    pub fn explain_room_event(
+        &self,
+        txn: &mut impl StoreTxn,
+        room_id: &str,
+        event: &Value,
+    ) -> Result<megolm::explain::Explanation, StoreError> {
+        megolm::explain::explain(txn, &self.megolm_me(), room_id, event)
+    }
+
     /// Marks a device verified (compared out of band) or not.
     pub fn set_device_verified(
         &self,

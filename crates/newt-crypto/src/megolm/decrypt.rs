@@ -27,7 +27,11 @@ fn verdict(
     sender: &OwnedUserId,
     info: &InboundInfo,
 ) -> Result<TrustVerdict, StoreError> {
-    if *sender != info.sender_user {
+    if info
+        .sender_user
+        .as_ref()
+        .is_some_and(|owner| owner != sender)
+    {
         return Ok(TrustVerdict::MismatchedSender);
     }
     if !info.source.authenticated() {
@@ -80,7 +84,7 @@ pub(crate) fn decrypt(
     Ok(result)
 }
 
-fn attempt(
+pub(crate) fn attempt(
     txn: &mut impl StoreTxn,
     me: &Me<'_>,
     room_id: &str,

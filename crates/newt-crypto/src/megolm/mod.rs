@@ -3,6 +3,8 @@
 //! keys (MEG-01..07) and decrypting room events (MEG-08..11, REC-05).
 
 pub(crate) mod decrypt;
+pub(crate) mod explain;
+pub(crate) mod export;
 pub(crate) mod receive;
 pub(crate) mod room;
 pub(crate) mod share;

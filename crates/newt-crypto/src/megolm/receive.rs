@@ -82,7 +82,7 @@ pub(crate) fn room_key(
         info: InboundInfo {
             sender_key: event.sender_curve25519.clone(),
             claimed_ed25519: event.sender_ed25519.clone(),
-            sender_user: event.sender.clone(),
+            sender_user: Some(event.sender.clone()),
             sender_device: device,
             first_known_index: session.first_known_index(),
             source: KeySource::RoomKey,

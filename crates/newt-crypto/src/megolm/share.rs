@@ -95,7 +95,7 @@ fn create(
         info: InboundInfo {
             sender_key: sender.curve25519.to_owned(),
             claimed_ed25519: sender.ed25519.to_owned(),
-            sender_user: own_user,
+            sender_user: Some(own_user),
             sender_device: Some(sender.device_id.into()),
             first_known_index: 0,
             source: KeySource::Own,

@@ -36,6 +36,7 @@ fn state() -> AccountState {
         forget_previous_fallback_at_ms: None,
         server_otk_count: Some(3),
         pending_upload: None,
+        created_at_ms: Some(1),
     }
 }
 
@@ -282,7 +283,7 @@ pub fn room_records_round_trip<S: Store>(store: &mut S) {
     let info = InboundInfo {
         sender_key: "curve".into(),
         claimed_ed25519: "ed".into(),
-        sender_user: user("alice"),
+        sender_user: Some(user("alice")),
         sender_device: Some("A1".into()),
         first_known_index: 0,
         source: KeySource::RoomKey,

@@ -48,6 +48,9 @@ pub struct AccountState {
     pub server_otk_count: Option<u64>,
     /// The upload in flight, persisted with the keys it carries (DEV-08).
     pub pending_upload: Option<PendingUpload>,
+    /// When the account (this device) was made, in ms.
+    #[serde(default)]
+    pub created_at_ms: Option<u64>,
 }
 
 impl AccountState {
@@ -61,6 +64,7 @@ impl AccountState {
             forget_previous_fallback_at_ms: None,
             server_otk_count: None,
             pending_upload: None,
+            created_at_ms: None,
         }
     }
 }

@@ -150,8 +150,8 @@ pub struct InboundInfo {
     pub sender_key: String,
     /// The sender's claimed Ed25519 key (`keys.ed25519`).
     pub claimed_ed25519: String,
-    /// The owning user, as bound by OLM-10.
-    pub sender_user: OwnedUserId,
+    /// The owning user, as bound by OLM-10 (unknown for some imports).
+    pub sender_user: Option<OwnedUserId>,
     /// The owning device, when known.
     pub sender_device: Option<OwnedDeviceId>,
     /// The first index we can decrypt.

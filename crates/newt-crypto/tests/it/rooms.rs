@@ -716,3 +716,78 @@ fn room_key_checks() {
         0
     );
 }
+
+/// EXP-01, EXP-04: keys exported from one device and imported into a new
+/// one open the events it never got keys for, marked as not
+/// authenticated; `explain` names the reason before the import.
+#[test]
+fn export_import_opens_history_unauthenticated() {
+    let mut w = world(megolm());
+    let (id, _) = w.send("history");
+    w.bob_reads();
+    let mut bob2 = w.router.device("bob", "B2");
+    let event = w.rooms.rooms[ROOM]
+        .timeline
+        .iter()
+        .find(|e| e["event_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    let mut txn = bob2.store.transaction().unwrap();
+    let why = bob2
+        .machine
+        .explain_room_event(&mut txn, ROOM, &event)
+        .unwrap();
+    assert!(matches!(
+        why.reason,
+        Some(RoomDecryptError::MissingSession { .. })
+    ));
+    assert!(!why.have_session);
+    assert!(why.advice.contains("import"), "{}", why.advice);
+    let result = bob2
+        .machine
+        .decrypt_room_event(&mut txn, ROOM, &event, w.router.now())
+        .unwrap();
+    assert!(result.is_err());
+    txn.commit().unwrap();
+
+    let exported = {
+        let mut txn = w.bob.store.transaction().unwrap();
+        w.bob.machine.export_room_keys(&mut txn).unwrap()
+    };
+    assert_eq!(exported.len(), 1);
+    let file = newt_crypto::key_export::encrypt(
+        serde_json::to_string(&exported).unwrap().as_bytes(),
+        "pw",
+        1000,
+    )
+    .unwrap();
+    let plain = newt_crypto::key_export::decrypt(&file, "pw").unwrap();
+    let sessions: Vec<Value> = serde_json::from_slice(&plain).unwrap();
+    let mut txn = bob2.store.transaction().unwrap();
+    let outcome = bob2.machine.import_room_keys(&mut txn, &sessions).unwrap();
+    txn.commit().unwrap();
+    assert_eq!(outcome.imported, 1);
+    let late = outcome
+        .room_events
+        .iter()
+        .find(|o| o.event_id == id)
+        .expect("the stored UTD was not retried");
+    let read = late.result.as_ref().unwrap();
+    assert_eq!(read.content["body"], "history");
+    assert_eq!(read.trust, TrustVerdict::AuthenticityNotGuaranteed);
+    // Importing again changes nothing.
+    let mut txn = bob2.store.transaction().unwrap();
+    let again = bob2.machine.import_room_keys(&mut txn, &sessions).unwrap();
+    assert_eq!((again.imported, again.unchanged), (0, 1));
+    // MEG-07: an import never downgrades a session held from a room key.
+    let mut txn = w.bob.store.transaction().unwrap();
+    let same = w.bob.machine.import_room_keys(&mut txn, &sessions).unwrap();
+    assert_eq!(same.imported, 0);
+    let own = w
+        .bob
+        .machine
+        .decrypt_room_event(&mut txn, ROOM, &event, w.router.now())
+        .unwrap()
+        .unwrap();
+    assert_eq!(own.trust, TrustVerdict::UnverifiedDevice);
+}
