@@ -24,10 +24,32 @@ fn init_tracing(verbose: u8) {
 async fn run(cli: args::Cli) -> anyhow::Result<()> {
     let config = config::Config::new(cli.data_dir, cli.json)?;
     let out = output::Output::new(config.json);
+    use args::{Command, KeysCommand};
+    use commands::{devices, keys, login, messages, rooms, whoami};
     match &cli.command {
-        args::Command::Login(login) => commands::login::run(&config, out, login).await,
-        args::Command::Whoami => commands::whoami::run(&config, out).await,
-        args::Command::Demo => commands::demo::run(out).await,
+        Command::Login(args) => login::run(&config, out, args).await,
+        Command::Logout => whoami::logout(&config, out).await,
+        Command::Whoami => whoami::run(&config, out).await,
+        Command::CreateRoom(args) => rooms::create(&config, out, args).await,
+        Command::Invite { room, user } => rooms::invite(&config, out, room, user).await,
+        Command::Join { room } => rooms::join(&config, out, room).await,
+        Command::Leave { room } => rooms::leave(&config, out, room).await,
+        Command::Rooms => rooms::list(&config, out).await,
+        Command::Send { room, text } => messages::send(&config, out, room, text.as_deref()).await,
+        Command::Listen(args) => messages::listen(&config, out, args).await,
+        Command::History { room, limit } => messages::history(&config, out, room, *limit).await,
+        Command::Why { room, event_id } => messages::why(&config, out, room, event_id).await,
+        Command::Devices { user } => devices::list(&config, out, user.as_deref()).await,
+        Command::Block(d) => {
+            devices::mark(&config, out, &d.ids, devices::Mark::Blocked(true)).await
+        }
+        Command::Unblock(d) => {
+            devices::mark(&config, out, &d.ids, devices::Mark::Blocked(false)).await
+        }
+        Command::Verify(d) => devices::mark(&config, out, &d.ids, devices::Mark::Verified).await,
+        Command::Keys(KeysCommand::Export(args)) => keys::export(&config, out, args).await,
+        Command::Keys(KeysCommand::Import(args)) => keys::import(&config, out, args).await,
+        Command::Demo => commands::demo::run(out).await,
     }
 }
 

@@ -26,6 +26,11 @@ impl Output {
         }
     }
 
+    /// Whether output is JSON lines.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// A progress or narration line: stderr in human mode, silent in JSON
     /// mode so stdout stays machine-readable.
     pub fn step(&self, line: &str) {

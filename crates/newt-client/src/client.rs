@@ -137,7 +137,7 @@ impl Client {
             && info.device_id != login.device_id.as_str()
         {
             // DEV-07: a new device never inherits another device's keys.
-            profile.retire(&info.device_id)?;
+            profile.retire(&format!("replaced-{}", info.device_id))?;
         }
         let info = ProfileInfo {
             homeserver: options.homeserver.clone(),

@@ -37,6 +37,22 @@ impl Client {
         Ok(known)
     }
 
+    /// Marks a device verified (its key compared out of band); returns
+    /// whether it was known.
+    pub fn set_verified(
+        &mut self,
+        user: &UserId,
+        device: &ruma::DeviceId,
+        verified: bool,
+    ) -> Result<bool, ClientError> {
+        let mut txn = self.store.begin()?;
+        let known = self
+            .machine
+            .set_device_verified(&mut txn, user, device, verified)?;
+        txn.commit()?;
+        Ok(known)
+    }
+
     /// Olm-encrypts `content` as `event_type` for the recipients and sends
     /// it: device lists are fetched, missing sessions claimed, then each
     /// device gets its own ciphertext. Devices without a session are in
@@ -85,5 +101,60 @@ impl Client {
     pub fn stored_value(&mut self, key: &str) -> Result<Option<String>, ClientError> {
         let mut txn = self.store.begin()?;
         Ok(txn.get_value(key)?)
+    }
+}
+
+impl Client {
+    /// A user's devices after a fresh `/keys/query`.
+    pub async fn fresh_devices(&mut self, user: &UserId) -> Result<Vec<DeviceInfo>, ClientError> {
+        {
+            let mut txn = self.store.begin()?;
+            let users = [user.to_owned()];
+            self.machine.update_tracked_users(&mut txn, &users)?;
+            let changes = {
+                let mut c = newt_crypto::SyncChanges::default();
+                c.device_lists_changed = users.to_vec();
+                c
+            };
+            self.machine
+                .receive_sync_changes(&mut txn, &changes, crate::client::now())?;
+            txn.commit()?;
+        }
+        self.process_outgoing().await?;
+        self.devices(user)
+    }
+
+    /// Every room key this device holds, as `ExportedSessionData`.
+    pub fn export_room_keys(&mut self) -> Result<Vec<Value>, ClientError> {
+        let mut txn = self.store.begin()?;
+        Ok(self.machine.export_room_keys(&mut txn)?)
+    }
+
+    /// Imports a batch of exported room keys in one transaction.
+    pub fn import_room_keys(
+        &mut self,
+        sessions: &[Value],
+    ) -> Result<newt_crypto::ImportOutcome, ClientError> {
+        let mut txn = self.store.begin()?;
+        let outcome = self.machine.import_room_keys(&mut txn, sessions)?;
+        txn.commit()?;
+        self.messages
+            .extend(crate::messages::collect(&[], &outcome.room_events));
+        Ok(outcome)
+    }
+
+    /// Logs this device out on the server. The local profile is kept
+    /// aside, not deleted, so its keys can still be exported.
+    pub async fn logout(self) -> Result<std::path::PathBuf, ClientError> {
+        self.http
+            .send(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/logout",
+                Some("{}"),
+            )
+            .await?;
+        let profile = self.profile().clone();
+        drop(self);
+        profile.retire("logged-out")
     }
 }

@@ -128,10 +128,15 @@ impl Profile {
 
     /// Moves this profile aside (a new device replaces it) so nothing in
     /// it is lost.
-    pub(crate) fn retire(&self, reason: &str) -> Result<(), ClientError> {
+    pub(crate) fn retire(&self, reason: &str) -> Result<PathBuf, ClientError> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let mut target = self.dir.clone();
-        target.set_extension(format!("retired-{reason}-{}", std::process::id()));
-        std::fs::rename(&self.dir, &target).map_err(ClientError::io(&self.dir))
+        target.set_extension(format!("{reason}-{stamp}"));
+        std::fs::rename(&self.dir, &target).map_err(ClientError::io(&self.dir))?;
+        Ok(target)
     }
 }
 

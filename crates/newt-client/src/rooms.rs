@@ -365,6 +365,18 @@ impl Client {
 }
 
 impl Client {
+    /// Why an event cannot be read, and what would fix it.
+    pub async fn explain(
+        &mut self,
+        room_id: &str,
+        event_id: &str,
+    ) -> Result<newt_crypto::Explanation, ClientError> {
+        let path = room_path(room_id, &format!("event/{}", segment(event_id)));
+        let event: Value = self.http.send_json(Method::GET, &path, None).await?;
+        let mut txn = self.store.begin()?;
+        Ok(self.machine.explain_room_event(&mut txn, room_id, &event)?)
+    }
+
     /// Decrypts one raw room event (for events obtained elsewhere).
     pub fn decrypt_event(
         &mut self,

@@ -233,6 +233,7 @@ impl OlmMachine {
                 keys,
                 blocked: record.local.blocked,
                 keys_changed: record.local.key_change_refused,
+                verified: record.local.verified,
             })
             .collect())
     }

@@ -211,4 +211,6 @@ pub struct DeviceInfo {
     pub blocked: bool,
     /// TRK-08: the server later listed other keys under its ID; refused.
     pub keys_changed: bool,
+    /// The user verified it out of band.
+    pub verified: bool,
 }

@@ -44,9 +44,9 @@ pub async fn run(out: Output) -> anyhow::Result<()> {
     .await
     .map_err(crate::errors::explain)?;
     let id = client.identity();
-    let mut json_id = super::identity_json(&id);
+    let mut json_id = super::render::identity_json(&id);
     json_id["step"] = json!("login");
-    out.emit(&indent(&super::identity_human(&id)), &json_id)?;
+    out.emit(&indent(&super::render::identity_human(&id)), &json_id)?;
 
     out.step("3. bob asks the server for alice's device keys and checks the self-signature");
     let query = json!({"device_keys": {&id.user_id: []}});

@@ -54,10 +54,20 @@ pub async fn run(config: &Config, out: Output, args: &LoginArgs) -> anyhow::Resu
     })
     .await
     .map_err(crate::errors::explain)?;
+    let mut client = client;
+    // One sync now, so later commands start from an incremental sync.
+    client
+        .sync_once(std::time::Duration::ZERO)
+        .await
+        .map_err(crate::errors::explain)?;
+    client.take_messages();
     let id = client.identity();
     out.emit(
-        &format!("logged in; keys published\n{}", super::identity_human(&id)),
-        &super::identity_json(&id),
+        &format!(
+            "logged in; keys published\n{}",
+            super::render::identity_human(&id)
+        ),
+        &super::render::identity_json(&id),
     )?;
     Ok(())
 }

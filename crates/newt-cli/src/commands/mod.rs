@@ -1,27 +1,27 @@
-//! One module per command.
+//! One module per group of commands.
 
 pub mod demo;
+pub mod devices;
+pub mod keys;
 pub mod login;
+pub mod messages;
+pub mod render;
+pub mod rooms;
 pub mod whoami;
 
-use newt_client::Identity;
-use serde_json::{Value, json};
+use crate::config::Config;
+use newt_client::Client;
+use newt_client::retry::RetryPolicy;
+use std::time::Duration;
 
-/// The identity as printed by `whoami`, `login` and `demo`.
-pub fn identity_json(id: &Identity) -> Value {
-    json!({
-        "homeserver": id.homeserver,
-        "user_id": id.user_id,
-        "device_id": id.device_id,
-        "ed25519": id.ed25519,
-        "curve25519": id.curve25519,
-    })
-}
-
-/// The identity for people.
-pub fn identity_human(id: &Identity) -> String {
-    format!(
-        "user:        {}\ndevice:      {}\nhomeserver:  {}\ned25519:     {}\ncurve25519:  {}",
-        id.user_id, id.device_id, id.homeserver, id.ed25519, id.curve25519
-    )
+/// The current profile's client, caught up with one sync.
+pub async fn client(config: &Config) -> anyhow::Result<Client> {
+    let mut client = Client::restore(&config.data_dir, RetryPolicy::default())
+        .await
+        .map_err(crate::errors::explain)?;
+    client
+        .sync_once(Duration::ZERO)
+        .await
+        .map_err(crate::errors::explain)?;
+    Ok(client)
 }
