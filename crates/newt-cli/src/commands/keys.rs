@@ -48,7 +48,8 @@ async fn restore(config: &Config) -> anyhow::Result<Client> {
 /// Writes every room key to the file.
 pub async fn export(config: &Config, out: Output, args: &KeyFileArgs) -> anyhow::Result<()> {
     let phrase = passphrase(args, true)?;
-    let mut client = restore(config).await?;
+    // Catch up first: keys still in flight to this device get exported too.
+    let mut client = super::client(config).await?;
     let sessions = client.export_room_keys().map_err(crate::errors::explain)?;
     let plaintext = Zeroizing::new(serde_json::to_vec(&sessions)?);
     out.step(&format!("encrypting {} sessions...", sessions.len()));

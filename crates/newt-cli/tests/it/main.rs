@@ -3,17 +3,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
+mod conversation;
+
 use newt_testkit::Synapse;
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn server() -> &'static Synapse {
+pub(crate) fn server() -> &'static Synapse {
     Synapse::shared().unwrap_or_else(|e| panic!("Synapse did not start: {e}"))
 }
 
-fn newt(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn newt(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_newt"))
         .arg("--data-dir")
         .arg(data_dir)
