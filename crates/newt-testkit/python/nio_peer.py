@@ -5,6 +5,9 @@ Usage: nio_peer.py HOMESERVER USER PASSWORD STORE_DIR COMMAND [ARGS...]
   send ROOM TEXT            send an encrypted text message
   read ROOM BODY TIMEOUT    sync until a message with BODY arrives; print
                             one JSON line per message seen
+  export FILE PASSPHRASE    write this device's room keys to FILE
+  import-read FILE PASSPHRASE ROOM BODY TIMEOUT
+                            import room keys, then read as above
 Every command logs in once per store (device kept) and uploads keys.
 """
 
@@ -75,7 +78,13 @@ async def main(homeserver, user, password, store, command, *args):
                   flush=True)
             if not getattr(response, "event_id", None):
                 raise SystemExit(f"send failed: {response}")
-        elif command == "read":
+        elif command == "export":
+            await settle(client, 0)
+            await client.export_keys(args[0], args[1])
+        elif command in ("read", "import-read"):
+            if command == "import-read":
+                await client.import_keys(args[0], args[1])
+                args = args[2:]
             room_id, body, timeout = args[0], args[1], float(args[2])
             deadline = asyncio.get_event_loop().time() + timeout
             found = False

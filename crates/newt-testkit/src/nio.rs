@@ -86,6 +86,33 @@ impl NioPeer {
         self.run(&["send", room_id, text]).map(|_| ())
     }
 
+    /// Writes this device's room keys to `file` (nio's exporter).
+    pub fn export_keys(&self, file: &Path, passphrase: &str) -> Result<(), HarnessError> {
+        let file = file.to_string_lossy().into_owned();
+        self.run(&["export", &file, passphrase]).map(|_| ())
+    }
+
+    /// Imports room keys from `file` (nio's importer), then reads like
+    /// [`Self::read`].
+    pub fn import_and_read(
+        &self,
+        file: &Path,
+        passphrase: &str,
+        room_id: &str,
+        body: &str,
+        timeout_secs: u32,
+    ) -> Result<Vec<Value>, HarnessError> {
+        let file = file.to_string_lossy().into_owned();
+        self.run(&[
+            "import-read",
+            &file,
+            passphrase,
+            room_id,
+            body,
+            &timeout_secs.to_string(),
+        ])
+    }
+
     /// Syncs until a message with `body` arrives; returns every message
     /// line seen (`{event_id, sender, body, decrypted}`).
     pub fn read(

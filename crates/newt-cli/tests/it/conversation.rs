@@ -16,12 +16,21 @@ fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> Vec<Value> {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn login(dir: &Path, user: &newt_testkit::synapse::RegisteredUser) -> Value {
     let url = server().url();
-    run(dir, &["login", "--homeserver", &url, "--user", &user.localpart], Some(&format!("{}\n", user.password))).remove(0)
+    run(
+        dir,
+        &["login", "--homeserver", &url, "--user", &user.localpart],
+        Some(&format!("{}\n", user.password)),
+    )
+    .remove(0)
 }
 
 #[test]
@@ -39,20 +48,41 @@ fn encrypted_conversation_through_the_cli() {
     let bob1 = login(b1.path(), &bob);
 
     // Create, invite, join.
-    let created = run(a1.path(), &["create-room", "--name", "cli test", "--invite", &bob.user_id], None).remove(0);
+    let created = run(
+        a1.path(),
+        &[
+            "create-room",
+            "--name",
+            "cli test",
+            "--invite",
+            &bob.user_id,
+        ],
+        None,
+    )
+    .remove(0);
     let room = created["room_id"].as_str().unwrap().to_owned();
     assert!(room.starts_with('!'));
     assert_eq!(created["encrypted"], true);
     let joined = run(b1.path(), &["join", &room], None).remove(0);
     assert_eq!(joined["room_id"], room.as_str());
     let rooms = run(a1.path(), &["rooms"], None);
-    let listed = rooms.iter().find(|r| r["room_id"] == room.as_str()).unwrap();
-    assert_eq!((listed["encrypted"].clone(), listed["name"].clone()), (Value::Bool(true), Value::from("cli test")));
+    let listed = rooms
+        .iter()
+        .find(|r| r["room_id"] == room.as_str())
+        .unwrap();
+    assert_eq!(
+        (listed["encrypted"].clone(), listed["name"].clone()),
+        (Value::Bool(true), Value::from("cli test"))
+    );
 
     // Send from alice's first device; bob listens.
     let sent = run(a1.path(), &["send", &room, "hello bob"], None).remove(0);
     let event_id = sent["event_id"].as_str().unwrap().to_owned();
-    let heard = run(b1.path(), &["listen", "--room", &room, "--count", "1", "--timeout", "30"], None);
+    let heard = run(
+        b1.path(),
+        &["listen", "--room", &room, "--count", "1", "--timeout", "30"],
+        None,
+    );
     let m = &heard[0];
     assert_eq!(m["room_id"], room.as_str());
     assert_eq!(m["event_id"], event_id.as_str());
@@ -68,14 +98,21 @@ fn encrypted_conversation_through_the_cli() {
     // Bob answers with the text on stdin; alice's second device reads both.
     let reply = run(b1.path(), &["send", &room], Some("hi alice\n")).remove(0);
     let history = run(a2.path(), &["history", &room, "--limit", "20"], None);
-    let bodies: Vec<&str> = history.iter().filter(|m| m["decrypted"] == true).filter_map(|m| m["body"].as_str()).collect();
+    let bodies: Vec<&str> = history
+        .iter()
+        .filter(|m| m["decrypted"] == true)
+        .filter_map(|m| m["body"].as_str())
+        .collect();
     assert_eq!(bodies, ["hello bob", "hi alice"], "{history:?}");
     assert_eq!(history.last().unwrap()["event_id"], reply["event_id"]);
 
     // A device that did not exist yet cannot read; `why` says so.
     let alice3 = login(a3.path(), &alice);
     let before = run(a3.path(), &["history", &room, "--limit", "20"], None);
-    let utd = before.iter().find(|m| m["event_id"] == event_id.as_str()).unwrap();
+    let utd = before
+        .iter()
+        .find(|m| m["event_id"] == event_id.as_str())
+        .unwrap();
     assert_eq!(utd["decrypted"], false);
     assert_eq!(utd["utd_reason"], "missing_session");
     let why = run(a3.path(), &["why", &room, &event_id], None).remove(0);
@@ -85,13 +122,21 @@ fn encrypted_conversation_through_the_cli() {
 
     // A withheld key: bob blocks alice's third device, then speaks.
     let devices = run(b1.path(), &["devices", &alice.user_id], None);
-    assert!(devices.iter().any(|d| d["device_id"] == alice3["device_id"]));
+    assert!(
+        devices
+            .iter()
+            .any(|d| d["device_id"] == alice3["device_id"])
+    );
     let a3_device = alice3["device_id"].as_str().unwrap();
     let blocked = run(b1.path(), &["block", &alice.user_id, a3_device], None).remove(0);
     assert_eq!(blocked["blocked"], true);
     let secret = run(b1.path(), &["send", &room, "not for a3"], None).remove(0);
     let secret_id = secret["event_id"].as_str().unwrap();
-    let heard = run(a3.path(), &["listen", "--room", &room, "--count", "1", "--timeout", "30"], None);
+    let heard = run(
+        a3.path(),
+        &["listen", "--room", &room, "--count", "1", "--timeout", "30"],
+        None,
+    );
     assert_eq!(heard[0]["event_id"], secret_id);
     assert_eq!(heard[0]["decrypted"], false);
     assert_eq!(heard[0]["utd_reason"], "withheld");
@@ -105,13 +150,30 @@ fn encrypted_conversation_through_the_cli() {
     let pass = a1.path().join("pass");
     std::fs::write(&pass, "correct horse\n").unwrap();
     let (keyfile, pass) = (keyfile.to_str().unwrap(), pass.to_str().unwrap());
-    let exported = run(a1.path(), &["keys", "export", keyfile, "--passphrase-file", pass], None).remove(0);
+    let exported = run(
+        a1.path(),
+        &["keys", "export", keyfile, "--passphrase-file", pass],
+        None,
+    )
+    .remove(0);
     assert!(exported["exported"].as_u64().unwrap() >= 2);
-    assert!(std::fs::read_to_string(keyfile).unwrap().starts_with("-----BEGIN MEGOLM SESSION DATA-----"));
-    let imported = run(a3.path(), &["keys", "import", keyfile, "--passphrase-file", pass], None).remove(0);
+    assert!(
+        std::fs::read_to_string(keyfile)
+            .unwrap()
+            .starts_with("-----BEGIN MEGOLM SESSION DATA-----")
+    );
+    let imported = run(
+        a3.path(),
+        &["keys", "import", keyfile, "--passphrase-file", pass],
+        None,
+    )
+    .remove(0);
     assert!(imported["imported"].as_u64().unwrap() >= 2);
     let after = run(a3.path(), &["history", &room, "--limit", "20"], None);
-    let opened = after.iter().find(|m| m["event_id"] == event_id.as_str()).unwrap();
+    let opened = after
+        .iter()
+        .find(|m| m["event_id"] == event_id.as_str())
+        .unwrap();
     assert_eq!(opened["decrypted"], true);
     assert_eq!(opened["body"], "hello bob");
     assert_eq!(opened["trust"], "authenticity_not_guaranteed");
