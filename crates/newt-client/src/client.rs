@@ -90,6 +90,8 @@ pub struct Client {
     pub(crate) messages: Vec<crate::messages::RoomMessage>,
     /// Who gets room keys.
     pub(crate) share_policy: newt_crypto::SharePolicy,
+    /// The last key-share run.
+    pub(crate) last_share: Option<newt_crypto::ShareOutcome>,
 }
 
 impl std::fmt::Debug for Client {
@@ -163,6 +165,7 @@ impl Client {
             to_device: Vec::new(),
             messages: Vec::new(),
             share_policy: newt_crypto::SharePolicy::default(),
+            last_share: None,
         };
         client.process_outgoing().await?;
         Ok(client)
@@ -208,6 +211,7 @@ impl Client {
             to_device: Vec::new(),
             messages: Vec::new(),
             share_policy: newt_crypto::SharePolicy::default(),
+            last_share: None,
         })
     }
 

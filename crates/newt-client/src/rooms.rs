@@ -306,10 +306,12 @@ impl Client {
         self.process_outgoing().await?;
         {
             let mut txn = self.store.begin()?;
-            self.machine
+            let shared = self
+                .machine
                 .share_room_key(&mut txn, room_id, self.share_policy, now())
                 .map_err(room_error)?;
             txn.commit()?;
+            self.last_share = Some(shared);
         }
         self.process_outgoing().await?;
         let mut txn = self.store.begin()?;
@@ -319,6 +321,11 @@ impl Client {
             .map_err(room_error)?;
         txn.commit()?;
         Ok(encrypted)
+    }
+
+    /// What the last key-share run did (for narration and tests).
+    pub fn last_share(&self) -> Option<&newt_crypto::ShareOutcome> {
+        self.last_share.as_ref()
     }
 
     /// Sets who gets room keys (ENC-10).

@@ -1,19 +1,127 @@
-//! `newt demo`: a throwaway local Synapse and newt at work on it.
+//! `newt demo`: a throwaway local Synapse and an encrypted conversation
+//! through the whole key-sharing flow, narrated step by step.
 //!
-//! Nothing touches the user's real profile: the server and the device live
-//! in temporary directories removed at the end.
+//! Nothing touches the user's real profile: the server and every device
+//! live in temporary directories removed at the end.
 
 use crate::output::Output;
 use anyhow::Context;
 use newt_client::retry::RetryPolicy;
-use newt_client::{Client, LoginOptions};
-use newt_crypto::ruma::{OwnedDeviceId, OwnedUserId};
-use newt_crypto::signing::verify_json;
-use newt_crypto::verify_device_keys;
-use newt_crypto::vodozemac::Ed25519PublicKey;
+use newt_client::{Client, CreateRoom, LoginOptions, RoomMessage};
+use newt_testkit::synapse::RegisteredUser;
 use newt_testkit::{Synapse, SynapseOptions};
-use serde_json::{Value, json};
+use serde_json::json;
+use std::path::Path;
 use std::time::Duration;
+
+async fn device(
+    server: &Synapse,
+    user: &RegisteredUser,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<Client> {
+    Client::login(LoginOptions {
+        data_dir: dir.join(name),
+        homeserver: server.url(),
+        user: user.localpart.clone(),
+        password: user.password.clone().into(),
+        device_name: Some(name.into()),
+        retry: RetryPolicy::default(),
+    })
+    .await
+    .map_err(crate::errors::explain)
+}
+
+/// Syncs until a message with `body` arrives (or ten tries).
+async fn read(client: &mut Client, body: &str) -> anyhow::Result<Option<RoomMessage>> {
+    for _ in 0..10 {
+        client
+            .sync_once(Duration::from_millis(300))
+            .await
+            .map_err(crate::errors::explain)?;
+        if let Some(m) = client
+            .take_messages()
+            .into_iter()
+            .find(|m| m.body.as_deref() == Some(body) || (m.encrypted && !m.decrypted))
+        {
+            return Ok(Some(m));
+        }
+    }
+    Ok(None)
+}
+
+fn share_line(client: &Client) -> (String, serde_json::Value) {
+    match client.last_share() {
+        Some(s) => (
+            format!(
+                "   room key {}… {}; sent over Olm to {} device(s)",
+                &s.session_id[..8.min(s.session_id.len())],
+                if s.rotated {
+                    "newly created"
+                } else {
+                    "reused (no rotation)"
+                },
+                s.shared_with.len()
+            ),
+            json!({"session_id": s.session_id, "rotated": s.rotated, "shared_with": s.shared_with.len()}),
+        ),
+        None => ("   (unencrypted)".into(), json!({})),
+    }
+}
+
+async fn say(
+    out: Output,
+    from: &mut Client,
+    room: &str,
+    who: &str,
+    text: &str,
+) -> anyhow::Result<()> {
+    from.sync_once(Duration::ZERO)
+        .await
+        .map_err(crate::errors::explain)?;
+    let event_id = from
+        .send_text(room, text)
+        .await
+        .map_err(crate::errors::explain)?;
+    let (line, mut value) = share_line(from);
+    out.emit(&format!("{who} says {text:?}\n{line}"), &{
+        value["step"] = json!("send");
+        value["event_id"] = json!(event_id);
+        value["body"] = json!(text);
+        value
+    })?;
+    Ok(())
+}
+
+async fn show(out: Output, reader: &mut Client, who: &str, body: &str) -> anyhow::Result<()> {
+    let message = read(reader, body).await?;
+    let (human, value) = match &message {
+        Some(m) if m.decrypted => (
+            format!(
+                "   {who} reads {:?} (trust: {})",
+                m.body.as_deref().unwrap_or(""),
+                m.trust.map(super::render::trust_str).unwrap_or("none")
+            ),
+            json!({"step": "read", "reader": who, "decrypted": true, "body": m.body, "trust": m.trust}),
+        ),
+        Some(m) => (
+            format!(
+                "   {who} cannot read it: {}",
+                m.utd_reason
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ),
+            json!({"step": "read", "reader": who, "decrypted": false}),
+        ),
+        None => (
+            format!("   {who} saw nothing"),
+            json!({"step": "read", "reader": who, "decrypted": false}),
+        ),
+    };
+    out.emit(&human, &value)?;
+    Ok(())
+}
 
 /// Runs the demo.
 pub async fn run(out: Output) -> anyhow::Result<()> {
@@ -26,99 +134,88 @@ pub async fn run(out: Output) -> anyhow::Result<()> {
         &format!("   Synapse is up at {}", server.url()),
         &json!({"step": "server", "url": server.url()}),
     )?;
-
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let alice = server.register("alice").context("registering alice")?;
     let bob = server.register("bob").context("registering bob")?;
-    let (bob_token, _) = server.login(&bob).context("logging bob in")?;
+    let carol = server.register("carol").context("registering carol")?;
 
-    out.step("2. logging alice's device in with newt and publishing its keys");
-    let data = tempfile::tempdir().context("creating a temporary profile directory")?;
-    let mut client = Client::login(LoginOptions {
-        data_dir: data.path().to_path_buf(),
-        homeserver: server.url(),
-        user: alice.localpart.clone(),
-        password: alice.password.clone().into(),
-        device_name: Some("newt demo".into()),
-        retry: RetryPolicy::default(),
-    })
-    .await
-    .map_err(crate::errors::explain)?;
-    let id = client.identity();
-    let mut json_id = super::render::identity_json(&id);
-    json_id["step"] = json!("login");
-    out.emit(&indent(&super::render::identity_human(&id)), &json_id)?;
+    out.step("2. alice, bob and carol log in; each device publishes signed keys");
+    let mut laptop = device(&server, &alice, dir.path(), "alice-laptop").await?;
+    let mut phone = device(&server, &bob, dir.path(), "bob-phone").await?;
+    let mut carols = device(&server, &carol, dir.path(), "carol-desktop").await?;
+    for client in [&laptop, &phone, &carols] {
+        let id = client.identity();
+        out.emit(
+            &format!("   {} on {} — ed25519 {}", id.user_id, id.device_id, id.ed25519),
+            &json!({"step": "login", "user_id": id.user_id, "device_id": id.device_id, "ed25519": id.ed25519}),
+        )?;
+    }
 
-    out.step("3. bob asks the server for alice's device keys and checks the self-signature");
-    let query = json!({"device_keys": {&id.user_id: []}});
-    let response = server.call(
-        &bob_token,
-        "POST",
-        "/_matrix/client/v3/keys/query",
-        Some(&query),
-    )?;
-    let user: OwnedUserId = id.user_id.as_str().try_into().context("user ID")?;
-    let device: OwnedDeviceId = id.device_id.as_str().into();
-    let verified = verify_device_keys(
-        &user,
-        &device,
-        &response["device_keys"][&id.user_id][&id.device_id],
-    )
-    .context("alice's device keys did not verify")?;
-    out.emit(
-        &format!(
-            "   signature verified; ed25519 {} matches",
-            verified.ed25519().to_base64()
-        ),
-        &json!({"step": "query", "verified": true, "ed25519": verified.ed25519().to_base64()}),
-    )?;
-
-    out.step("4. bob claims one of alice's one-time keys and checks its signature");
-    let claim = json!({"one_time_keys": {&id.user_id: {&id.device_id: "signed_curve25519"}}});
-    let response = server.call(
-        &bob_token,
-        "POST",
-        "/_matrix/client/v3/keys/claim",
-        Some(&claim),
-    )?;
-    let keys = response["one_time_keys"][&id.user_id][&id.device_id]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let (key_id, object) = keys
-        .into_iter()
-        .next()
-        .context("the server handed out no key")?;
-    let ed = Ed25519PublicKey::from_base64(&id.ed25519).context("own key")?;
-    verify_json(
-        &object,
-        &id.user_id,
-        &format!("ed25519:{}", id.device_id),
-        &ed,
-    )
-    .context("the claimed key's signature did not verify")?;
-    out.emit(
-        &format!("   claimed {key_id}, signature verified"),
-        &json!({"step": "claim", "key_id": key_id, "verified": true, "fallback": object.get("fallback") == Some(&Value::Bool(true))}),
-    )?;
-
-    out.step("5. alice syncs: newt sees the lower count and tops the keys up");
-    let summary = client
-        .sync_once(Duration::from_secs(0))
+    out.step("3. alice creates an encrypted room and invites bob and carol; they join");
+    let room = laptop
+        .create_room(&CreateRoom {
+            name: Some("newt demo".into()),
+            invite: vec![bob.user_id.clone(), carol.user_id.clone()],
+            ..CreateRoom::default()
+        })
         .await
         .map_err(crate::errors::explain)?;
+    for client in [&mut phone, &mut carols] {
+        client
+            .sync_once(Duration::ZERO)
+            .await
+            .map_err(crate::errors::explain)?;
+        client.join(&room).await.map_err(crate::errors::explain)?;
+    }
     out.emit(
-        &format!("   uploads after sync: {}", summary.requests_sent),
-        &json!({"step": "sync", "uploads": summary.requests_sent}),
+        &format!("   room {room}"),
+        &json!({"step": "room", "room_id": room}),
     )?;
-    drop(client);
-    drop(server);
-    out.step("done: the server and the device were temporary and are gone");
-    Ok(())
-}
 
-fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("   {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    out.step("4. alice sends: newt fetches device lists, claims one-time keys, opens Olm sessions, shares a Megolm key, encrypts");
+    say(out, &mut laptop, &room, "alice", "Hello Bob and Carol!").await?;
+    show(out, &mut phone, "bob's phone", "Hello Bob and Carol!").await?;
+    show(out, &mut carols, "carol", "Hello Bob and Carol!").await?;
+
+    out.step("5. bob logs in on a tablet; alice's next message shares the same key with the new device only");
+    let mut tablet = device(&server, &bob, dir.path(), "bob-tablet").await?;
+    tablet
+        .sync_once(Duration::ZERO)
+        .await
+        .map_err(crate::errors::explain)?;
+    tablet.take_messages();
+    say(out, &mut laptop, &room, "alice", "Welcome, tablet.").await?;
+    show(out, &mut tablet, "bob's tablet", "Welcome, tablet.").await?;
+
+    out.step("6. carol leaves; alice's next message rotates the key so carol cannot read it");
+    carols.leave(&room).await.map_err(crate::errors::explain)?;
+    say(out, &mut laptop, &room, "alice", "Carol has left.").await?;
+    show(out, &mut phone, "bob's phone", "Carol has left.").await?;
+    let history = laptop
+        .history(&room, 1)
+        .await
+        .map_err(crate::errors::explain)?;
+    if let Some(last) = history.last() {
+        let page: serde_json::Value = laptop
+            .http()
+            .send_json(
+                reqwest::Method::GET,
+                &format!("/_matrix/client/v3/rooms/{}/event/{}", room, last.event_id),
+                None,
+            )
+            .await
+            .map_err(|e| crate::errors::explain(e.into()))?;
+        let readable = carols
+            .decrypt_event(&room, &page)
+            .map_err(crate::errors::explain)?
+            .is_some_and(|m| m.decrypted);
+        out.emit(
+            &format!("   carol, given the ciphertext anyway, can read it: {readable}"),
+            &json!({"step": "leaver", "readable": readable}),
+        )?;
+    }
+    drop((laptop, phone, tablet, carols));
+    drop(server);
+    out.step("done: the server and every device were temporary and are gone");
+    Ok(())
 }

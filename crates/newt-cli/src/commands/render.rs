@@ -23,6 +23,19 @@ pub fn identity_human(id: &Identity) -> String {
     )
 }
 
+/// The trust verdict as in JSON output.
+pub fn trust_str(trust: newt_crypto::TrustVerdict) -> &'static str {
+    use newt_crypto::TrustVerdict::*;
+    match trust {
+        Verified => "verified",
+        UnverifiedDevice => "unverified_device",
+        UnknownDevice => "unknown_device",
+        AuthenticityNotGuaranteed => "authenticity_not_guaranteed",
+        MismatchedSender => "mismatched_sender",
+        _ => "other",
+    }
+}
+
 /// A short, stable code for an undecryptable event's reason.
 pub fn utd_code(reason: &RoomDecryptError) -> &'static str {
     match reason {
