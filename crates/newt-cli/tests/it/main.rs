@@ -191,3 +191,45 @@ fn usage_error_exits_2() {
     let out = newt(dir.path(), &["login"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The README's first command works and shows the whole flow: key
+/// sharing, reuse for a late device, rotation after a leave.
+#[test]
+fn demo_runs_the_whole_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = newt(dir.path(), &["--json", "demo"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sends: Vec<&Value> = lines.iter().filter(|l| l["step"] == "send").collect();
+    assert_eq!(sends.len(), 3);
+    assert_eq!(
+        (
+            sends[0]["rotated"].clone(),
+            sends[1]["rotated"].clone(),
+            sends[2]["rotated"].clone()
+        ),
+        (Value::Bool(true), Value::Bool(false), Value::Bool(true))
+    );
+    assert_eq!(
+        sends[1]["shared_with"], 1,
+        "the late device alone gets the key"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["step"] == "read")
+            .all(|l| l["decrypted"] == true)
+    );
+    let leaver = lines.iter().find(|l| l["step"] == "leaver").unwrap();
+    assert_eq!(leaver["readable"], false);
+    // Nothing was written to the profile directory.
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
