@@ -3,13 +3,28 @@
 use newt_client::ClientError;
 use newt_client::http::HttpError;
 
-/// Adds advice to a client error.
-pub fn explain(err: ClientError) -> anyhow::Error {
-    let advice = match &err {
+fn advice(err: &ClientError) -> Option<&'static str> {
+    match err {
         ClientError::Http(HttpError::Status {
-            errcode: Some(code),
+            path,
+            errcode,
+            status,
             ..
-        }) if code == "M_FORBIDDEN" => Some("check the user name and password"),
+        }) => {
+            let code = errcode.as_deref().unwrap_or_default();
+            if path.ends_with("/login") {
+                return (code == "M_FORBIDDEN").then_some("check the user name and password");
+            }
+            if path.contains("/rooms/") || path.contains("/join/") {
+                return match (code, status) {
+                    ("M_FORBIDDEN", _) | ("M_NOT_FOUND", _) | (_, 404) => {
+                        Some("you are not in that room or it does not exist; see `newt rooms`")
+                    }
+                    _ => None,
+                };
+            }
+            (code == "M_UNKNOWN_TOKEN").then_some("the session ended; run `newt login` again")
+        }
         ClientError::Http(HttpError::Network { .. }) => {
             Some("check the homeserver URL and your network")
         }
@@ -20,8 +35,12 @@ pub fn explain(err: ClientError) -> anyhow::Error {
             "the store file is damaged; it was left untouched, restore it from a backup or log in with a new --data-dir",
         ),
         _ => None,
-    };
-    match advice {
+    }
+}
+
+/// Adds advice to a client error.
+pub fn explain(err: ClientError) -> anyhow::Error {
+    match advice(&err) {
         Some(advice) => anyhow::anyhow!("{err} ({advice})"),
         None => anyhow::Error::new(err),
     }

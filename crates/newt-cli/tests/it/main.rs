@@ -143,6 +143,65 @@ fn errors_are_clear() {
     assert_eq!(unreachable.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach"));
 
+    // A room that does not exist, and a wrong key-file passphrase.
+    let ok = newt(
+        dir.path(),
+        &[
+            "login",
+            "--homeserver",
+            &server().url(),
+            "--user",
+            &user.localpart,
+        ],
+        Some(&format!("{}\n", user.password)),
+    );
+    assert!(ok.status.success());
+    let nowhere = newt(dir.path(), &["send", "!nowhere:localhost", "hello"], None);
+    assert_eq!(nowhere.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&nowhere.stderr);
+    assert!(
+        stderr.contains("not in that room") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let (keys, good, bad) = (
+        dir.path().join("k"),
+        dir.path().join("good"),
+        dir.path().join("bad"),
+    );
+    std::fs::write(&good, "right\n").unwrap();
+    std::fs::write(&bad, "wrong\n").unwrap();
+    let export = newt(
+        dir.path(),
+        &[
+            "keys",
+            "export",
+            keys.to_str().unwrap(),
+            "--passphrase-file",
+            good.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let import = newt(
+        dir.path(),
+        &[
+            "keys",
+            "import",
+            keys.to_str().unwrap(),
+            "--passphrase-file",
+            bad.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(import.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&import.stderr).contains("wrong passphrase"));
+    std::fs::remove_dir_all(dir.path().join("profiles")).unwrap();
+    std::fs::remove_file(dir.path().join("current")).unwrap();
+
     let nobody = newt(dir.path(), &["whoami"], None);
     assert_eq!(nobody.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("newt login"));
