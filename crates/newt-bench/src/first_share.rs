@@ -14,6 +14,13 @@ use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
+/// Prints a phase's time when `NEWT_BENCH_PHASES` is set.
+fn phase(name: &str, start: Instant) {
+    if std::env::var_os("NEWT_BENCH_PHASES").is_some() {
+        eprintln!("  {name}: {:.1} ms", start.elapsed().as_secs_f64() * 1000.0);
+    }
+}
+
 /// A fresh machine in `store`, with its own key upload done.
 fn machine<S: Store>(store: &mut S) -> OlmMachine {
     let user = UserId::parse("@me:bench.example").unwrap_or_else(|_| unreachable!());
@@ -78,7 +85,9 @@ pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
         let _ = machine.mark_request_as_sent(&mut txn, id, response, NOW);
         let _ = txn.commit();
     }
+    phase("query", start);
     let recipients = Recipients::Users(users);
+    let t = Instant::now();
     let Ok(mut txn) = store.transaction() else {
         unreachable!()
     };
@@ -86,6 +95,7 @@ pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
         .get_missing_sessions(&mut txn, &recipients, NOW)
         .unwrap_or_default();
     let _ = txn.commit();
+    phase("plan claim", t);
     timed += start.elapsed();
 
     let claim_responses: Vec<_> = claims
@@ -108,12 +118,18 @@ pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
         let _ = machine.mark_request_as_sent(&mut txn, id, response, NOW);
         let _ = txn.commit();
     }
+    phase("claim", start);
+    let t = Instant::now();
     let Ok(mut txn) = store.transaction() else {
         unreachable!()
     };
     let outcome = machine.encrypt_to_device(&mut txn, "m.room_key", &content, &recipients);
+    phase("encrypt only", t);
+    let t2 = Instant::now();
     let bodies = machine.outgoing_requests(&mut txn, NOW).unwrap_or_default();
+    phase("outgoing", t2);
     let _ = txn.commit();
+    phase("encrypt", t);
     timed += start.elapsed();
     let sent = outcome.map(|o| o.sent_to.len()).unwrap_or(0);
     assert_eq!(sent, peers.len(), "newt did not encrypt for every device");

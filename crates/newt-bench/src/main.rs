@@ -54,6 +54,22 @@ fn pool(threads: usize) -> rayon::ThreadPool {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--profile N`: run only first share at N on the memory store, for a
+    // profiler.
+    if let Some(n) = std::env::args()
+        .skip_while(|a| a != "--profile")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+    {
+        let peers = fixtures::peers(n, n);
+        let input = first_share::limit_input(&peers);
+        println!("limit {:.1} ms", ms(first_share::limit(&input)));
+        for _ in 0..3 {
+            let t = pool(1).install(|| first_share::newt(&mut MemoryStore::new(), &peers));
+            println!("{:.1} ms", ms(t));
+        }
+        return;
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -33,15 +33,19 @@ pub enum DeviceKeysError {
 /// Device keys whose self-signature verified over the JSON as received and
 /// whose IDs matched where they were listed. Only [`verify_device_keys`]
 /// makes one; code that trusts a device's keys takes one of these.
+///
+/// The Ed25519 key is kept as text and parsed (a point decompression)
+/// only where a signature is checked, and the signed JSON is kept as
+/// received text: the hot paths that only encrypt never pay for either.
 #[derive(Clone, PartialEq)]
 pub struct VerifiedDeviceKeys {
     user_id: OwnedUserId,
     device_id: OwnedDeviceId,
-    ed25519: Ed25519PublicKey,
+    ed25519: String,
     curve25519: Curve25519PublicKey,
     algorithms: Vec<String>,
     display_name: Option<String>,
-    json: Value,
+    json: String,
 }
 
 impl std::fmt::Debug for VerifiedDeviceKeys {
@@ -49,7 +53,7 @@ impl std::fmt::Debug for VerifiedDeviceKeys {
         f.debug_struct("VerifiedDeviceKeys")
             .field("user_id", &self.user_id)
             .field("device_id", &self.device_id)
-            .field("ed25519", &self.ed25519.to_base64())
+            .field("ed25519", &self.ed25519)
             .field("curve25519", &self.curve25519.to_base64())
             .finish_non_exhaustive()
     }
@@ -64,9 +68,15 @@ impl VerifiedDeviceKeys {
     pub fn device_id(&self) -> &DeviceId {
         &self.device_id
     }
-    /// The device's Ed25519 fingerprint key.
-    pub fn ed25519(&self) -> Ed25519PublicKey {
-        self.ed25519
+    /// The device's Ed25519 fingerprint key, if it parses (it did when the
+    /// proof was made).
+    pub fn ed25519(&self) -> Option<Ed25519PublicKey> {
+        Ed25519PublicKey::from_base64(&self.ed25519).ok()
+    }
+
+    /// The device's Ed25519 key as unpadded base64.
+    pub fn ed25519_base64(&self) -> &str {
+        &self.ed25519
     }
     /// The device's Curve25519 identity key.
     pub fn curve25519(&self) -> Curve25519PublicKey {
@@ -81,9 +91,9 @@ impl VerifiedDeviceKeys {
     pub fn untrusted_display_name(&self) -> Option<&str> {
         self.display_name.as_deref()
     }
-    /// The signed object exactly as received.
-    pub fn json(&self) -> &Value {
-        &self.json
+    /// The signed object as received.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
     }
 }
 
@@ -142,11 +152,11 @@ pub fn verify_device_keys(
     Ok(VerifiedDeviceKeys {
         user_id: user_id.to_owned(),
         device_id: device_id.to_owned(),
-        ed25519,
+        ed25519: ed25519.to_base64(),
         curve25519,
         algorithms,
         display_name,
-        json: json.clone(),
+        json: json.to_string(),
     })
 }
 
@@ -160,33 +170,16 @@ impl VerifiedDeviceKeys {
         let corrupt = |what: &str| {
             crate::store::StoreError::Corrupt(format!("device {}: {what}", record.device_id))
         };
-        let json: Value =
-            serde_json::from_str(&record.keys_json).map_err(|_| corrupt("keys JSON"))?;
-        let ed25519 =
-            Ed25519PublicKey::from_base64(&record.ed25519).map_err(|_| corrupt("ed25519"))?;
         let curve25519 = Curve25519PublicKey::from_base64(&record.curve25519)
             .map_err(|_| corrupt("curve25519"))?;
-        let algorithms = json
-            .get("algorithms")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let display_name = json
-            .pointer("/unsigned/device_display_name")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
         Ok(Self {
             user_id: record.user_id.clone(),
             device_id: record.device_id.clone(),
-            ed25519,
+            ed25519: record.ed25519.clone(),
             curve25519,
-            algorithms,
-            display_name,
-            json,
+            algorithms: record.algorithms.clone(),
+            display_name: record.display_name.clone(),
+            json: record.keys_json.clone(),
         })
     }
 
@@ -195,9 +188,11 @@ impl VerifiedDeviceKeys {
         crate::store::DeviceRecord {
             user_id: self.user_id.clone(),
             device_id: self.device_id.clone(),
-            keys_json: self.json.to_string(),
-            ed25519: self.ed25519.to_base64(),
+            keys_json: self.json.clone(),
+            ed25519: self.ed25519.clone(),
             curve25519: self.curve25519.to_base64(),
+            algorithms: self.algorithms.clone(),
+            display_name: self.display_name.clone(),
             local: crate::store::DeviceLocal::default(),
         }
     }

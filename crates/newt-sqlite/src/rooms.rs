@@ -7,7 +7,6 @@ use newt_crypto::store::{
     UndecryptedEvent, WithheldRecord,
 };
 use rusqlite::{OptionalExtension, params};
-use zeroize::Zeroizing;
 
 fn inbound_slot(room_id: &str, session_id: &str) -> String {
     format!("inbound:{room_id}:{session_id}")
@@ -67,13 +66,13 @@ impl SqliteTxn<'_> {
         Ok(Some(OutboundRecord {
             room_id: room_id.to_owned(),
             session_id,
-            pickle: serde_json::from_slice(&pickle).map_err(corrupt)?,
+            pickle: newt_crypto::store::codec::decode_pickle(&pickle)?,
             state,
         }))
     }
 
     pub(crate) fn outbound_save(&mut self, session: &OutboundRecord) -> Result<(), StoreError> {
-        let pickle = Zeroizing::new(serde_json::to_vec(&session.pickle).map_err(corrupt)?);
+        let pickle = newt_crypto::store::codec::encode_pickle(&session.pickle)?;
         let sealed = self.seal_secret(
             &outbound_slot(&session.room_id, &session.session_id),
             &pickle,
@@ -102,7 +101,7 @@ impl SqliteTxn<'_> {
         Ok(InboundRecord {
             room_id,
             session_id,
-            pickle: serde_json::from_slice(&pickle).map_err(corrupt)?,
+            pickle: newt_crypto::store::codec::decode_pickle(&pickle)?,
             info,
         })
     }
@@ -153,7 +152,7 @@ impl SqliteTxn<'_> {
     }
 
     pub(crate) fn inbound_save(&mut self, session: &InboundRecord) -> Result<(), StoreError> {
-        let pickle = Zeroizing::new(serde_json::to_vec(&session.pickle).map_err(corrupt)?);
+        let pickle = newt_crypto::store::codec::encode_pickle(&session.pickle)?;
         let sealed = self.seal_secret(
             &inbound_slot(&session.room_id, &session.session_id),
             &pickle,

@@ -152,13 +152,13 @@ impl StoreTxn for SqliteTxn<'_> {
             .open(ACCOUNT_SLOT, &sealed)
             .ok_or(StoreError::Decryption)?;
         Ok(Some(AccountRecord {
-            pickle: serde_json::from_slice(&pickle).map_err(corrupt)?,
+            pickle: newt_crypto::store::codec::decode_pickle(&pickle)?,
             state: serde_json::from_str(&state).map_err(corrupt)?,
         }))
     }
 
     fn save_account(&mut self, record: &AccountRecord) -> Result<(), StoreError> {
-        let pickle = Zeroizing::new(serde_json::to_vec(&record.pickle).map_err(corrupt)?);
+        let pickle = newt_crypto::store::codec::encode_pickle(&record.pickle)?;
         let sealed = self
             .key
             .seal(ACCOUNT_SLOT, &pickle)
@@ -258,7 +258,7 @@ impl StoreTxn for SqliteTxn<'_> {
                 Ok(OlmSessionRecord {
                     sender_key: sender_key.to_owned(),
                     session_id,
-                    pickle: serde_json::from_slice(&pickle).map_err(corrupt)?,
+                    pickle: newt_crypto::store::codec::decode_pickle(&pickle)?,
                     created_at_ms: times.created_at_ms,
                     last_received_at_ms: times.last_received_at_ms,
                     retired: times.retired,
@@ -267,8 +267,20 @@ impl StoreTxn for SqliteTxn<'_> {
             .collect()
     }
 
+    fn has_olm_session(&mut self, sender_key: &str) -> Result<bool, StoreError> {
+        self.tx
+            .query_row(
+                "SELECT 1 FROM olm_sessions WHERE sender_key = ?1 LIMIT 1",
+                [sender_key],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(backend)
+    }
+
     fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError> {
-        let pickle = Zeroizing::new(serde_json::to_vec(&session.pickle).map_err(corrupt)?);
+        let pickle = newt_crypto::store::codec::encode_pickle(&session.pickle)?;
         let slot = session_slot(&session.sender_key, &session.session_id);
         let sealed = self
             .key

@@ -41,12 +41,12 @@ pub async fn list(config: &Config, out: Output, user: Option<&str>) -> anyhow::R
             "{}  {:<12} ed25519 {}  {}",
             keys.device_id(),
             trust,
-            keys.ed25519().to_base64(),
+            keys.ed25519_base64().to_owned(),
             keys.untrusted_display_name().unwrap_or("")
         );
         out.emit(
             &human,
-            &json!({"user_id": keys.user_id(), "device_id": keys.device_id(), "ed25519": keys.ed25519().to_base64(),
+            &json!({"user_id": keys.user_id(), "device_id": keys.device_id(), "ed25519": keys.ed25519_base64().to_owned(),
                 "curve25519": keys.curve25519().to_base64(), "display_name": keys.untrusted_display_name(),
                 "this_device": false, "trust": trust, "blocked": device.blocked, "verified": device.verified}),
         )?;

@@ -28,7 +28,7 @@ async fn uploaded_device_keys_verify_for_another_user() {
     let user: OwnedUserId = me.user_id.as_str().try_into().unwrap();
     let device: OwnedDeviceId = me.device_id.as_str().into();
     let verified = verify_device_keys(&user, &device, json).unwrap();
-    assert_eq!(verified.ed25519().to_base64(), me.ed25519);
+    assert_eq!(verified.ed25519_base64().to_owned(), me.ed25519);
     assert_eq!(verified.curve25519().to_base64(), me.curve25519);
     assert_eq!(verified.untrusted_display_name(), Some("newt test"));
 }

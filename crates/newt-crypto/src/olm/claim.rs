@@ -146,11 +146,12 @@ fn establish(
     key: Option<&Value>,
 ) -> Result<vodozemac::olm::Session, ClaimFailure> {
     let key = key.ok_or(ClaimFailure::NoKey)?;
+    let ed25519 = keys.ed25519().ok_or(ClaimFailure::BadSignature)?;
     verify_json(
         key,
         keys.user_id().as_str(),
         &format!("ed25519:{}", keys.device_id()),
-        &keys.ed25519(),
+        &ed25519,
     )
     .map_err(|_| ClaimFailure::BadSignature)?;
     let otk = key

@@ -43,25 +43,34 @@ pub(crate) struct Sender<'a> {
     pub(crate) device_keys: &'a Value,
 }
 
-/// The plaintext for one recipient (OLM-02: sender and recipient identity
-/// inside the encryption block unknown-key-share attacks).
-fn plaintext(
-    sender: &Sender<'_>,
-    recipient: &VerifiedDeviceKeys,
-    event_type: &str,
-    content: &Value,
-) -> String {
-    json!({
+/// A JSON string literal.
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\""))
+}
+
+/// The parts of the plaintext every recipient shares, serialised once.
+fn plaintext_prefix(sender: &Sender<'_>, event_type: &str, content: &Value) -> String {
+    let object = json!({
         "type": event_type,
         "content": content,
         "sender": sender.user_id,
         "sender_device": sender.device_id,
         "keys": {"ed25519": sender.ed25519},
-        "recipient": recipient.user_id(),
-        "recipient_keys": {"ed25519": recipient.ed25519().to_base64()},
         "sender_device_keys": sender.device_keys,
     })
-    .to_string()
+    .to_string();
+    // Drop the closing brace: the recipient fields follow.
+    object[..object.len().saturating_sub(1)].to_owned()
+}
+
+/// The plaintext for one recipient (OLM-02: sender and recipient identity
+/// inside the encryption block unknown-key-share attacks).
+fn plaintext(prefix: &str, recipient: &VerifiedDeviceKeys) -> String {
+    format!(
+        "{prefix},\"recipient\":{},\"recipient_keys\":{{\"ed25519\":{}}}}}",
+        quoted(recipient.user_id().as_str()),
+        quoted(recipient.ed25519_base64())
+    )
 }
 
 /// Encrypts `content` as `event_type` for every device in `recipients`
@@ -89,26 +98,25 @@ pub(crate) fn encrypt_for_devices(
                 .push((device.user_id().to_owned(), device.device_id().to_owned())),
         }
     }
+    let prefix = plaintext_prefix(sender, event_type, content);
+    let sender_key = quoted(sender.curve25519);
     // The ratchet steps are independent per session: use every core.
-    let encrypted: Vec<Option<Value>> = work
+    let encrypted: Vec<Option<String>> = work
         .par_iter_mut()
         .map(|(device, live)| {
-            let message = live
-                .session
-                .encrypt(plaintext(sender, device, event_type, content))
-                .ok()?;
+            let message = live.session.encrypt(plaintext(&prefix, device)).ok()?;
             let (kind, body) = match message {
                 OlmMessage::PreKey(m) => (0, m.to_base64()),
                 OlmMessage::Normal(m) => (1, m.to_base64()),
             };
-            Some(json!({
-                "algorithm": OLM_ALGORITHM,
-                "sender_key": sender.curve25519,
-                "ciphertext": {device.curve25519().to_base64(): {"type": kind, "body": body}},
-            }))
+            // Base64 needs no escaping.
+            Some(format!(
+                "{{\"algorithm\":\"{OLM_ALGORITHM}\",\"sender_key\":{sender_key},\"ciphertext\":{{\"{}\":{{\"type\":{kind},\"body\":\"{body}\"}}}}}}",
+                device.curve25519().to_base64()
+            ))
         })
         .collect();
-    let mut messages: BTreeMap<OwnedUserId, Map<String, Value>> = BTreeMap::new();
+    let mut messages: Messages = BTreeMap::new();
     for ((device, live), content) in work.iter().zip(encrypted) {
         let id = (device.user_id().to_owned(), device.device_id().to_owned());
         let Some(content) = content else {
@@ -119,18 +127,43 @@ pub(crate) fn encrypt_for_devices(
         messages
             .entry(id.0.clone())
             .or_default()
-            .insert(id.1.to_string(), content);
+            .push((id.1.to_string(), content));
         outcome.sent_to.push(id);
     }
-    outcome.request_ids = queue_to_device(txn, ENCRYPTED_EVENT_TYPE, messages, room_id, next_seq)?;
+    outcome.request_ids = queue_raw(txn, ENCRYPTED_EVENT_TYPE, messages, room_id, next_seq)?;
     Ok(outcome)
 }
+
+/// Per user, per device: the content as JSON text.
+type Messages = BTreeMap<OwnedUserId, Vec<(String, String)>>;
 
 /// Persists `/sendToDevice` requests for `messages`, packed (ENC-12).
 pub(crate) fn queue_to_device(
     txn: &mut impl StoreTxn,
     event_type: &str,
     messages: BTreeMap<OwnedUserId, Map<String, Value>>,
+    room_id: Option<&str>,
+    next_seq: &mut u64,
+) -> Result<Vec<String>, StoreError> {
+    let raw: Messages = messages
+        .into_iter()
+        .map(|(user, devices)| {
+            (
+                user,
+                devices
+                    .into_iter()
+                    .map(|(d, v)| (d, v.to_string()))
+                    .collect(),
+            )
+        })
+        .collect();
+    queue_raw(txn, event_type, raw, room_id, next_seq)
+}
+
+fn queue_raw(
+    txn: &mut impl StoreTxn,
+    event_type: &str,
+    messages: Messages,
     room_id: Option<&str>,
     next_seq: &mut u64,
 ) -> Result<Vec<String>, StoreError> {
@@ -156,23 +189,66 @@ pub(crate) fn queue_to_device(
 
 /// Packs per-user messages into as few request bodies as the size bound
 /// allows, each with at least [`MIN_USERS_PER_REQUEST`] users when there
-/// are that many.
-fn pack(messages: BTreeMap<OwnedUserId, Map<String, Value>>) -> Vec<String> {
+/// are that many. Bodies are built as text: the contents are JSON already.
+fn pack(messages: Messages) -> Vec<String> {
     let mut bodies = Vec::new();
-    let mut current = Map::new();
-    let mut size = 0;
+    let mut current = String::new();
+    let mut users = 0;
+    let close = |body: &mut String| {
+        body.push_str("}}");
+        std::mem::take(body)
+    };
     for (user, devices) in messages {
-        let entry = Value::Object(devices);
-        let entry_size = entry.to_string().len() + user.as_str().len() + 4;
-        if current.len() >= MIN_USERS_PER_REQUEST && size + entry_size > MAX_REQUEST_BYTES {
-            bodies.push(json!({"messages": std::mem::take(&mut current)}).to_string());
-            size = 0;
+        let mut entry = format!("{}:{{", quoted(user.as_str()));
+        for (i, (device, content)) in devices.iter().enumerate() {
+            if i > 0 {
+                entry.push(',');
+            }
+            entry.push_str(&quoted(device));
+            entry.push(':');
+            entry.push_str(content);
         }
-        size += entry_size;
-        current.insert(user.to_string(), entry);
+        entry.push('}');
+        if users >= MIN_USERS_PER_REQUEST && current.len() + entry.len() > MAX_REQUEST_BYTES {
+            bodies.push(close(&mut current));
+            users = 0;
+        }
+        if users == 0 {
+            current.push_str("{\"messages\":{");
+        } else {
+            current.push(',');
+        }
+        current.push_str(&entry);
+        users += 1;
     }
-    if !current.is_empty() {
-        bodies.push(json!({"messages": current}).to_string());
+    if users > 0 {
+        bodies.push(close(&mut current));
     }
     bodies
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_bodies_are_valid_json_with_every_message() {
+        let mut messages: Messages = BTreeMap::new();
+        for u in 0..250 {
+            let user: OwnedUserId = format!("@u{u}:example.org").try_into().unwrap();
+            messages.insert(
+                user,
+                vec![
+                    ("D\"1".into(), "{\"x\":1}".into()),
+                    ("D2".into(), "{}".into()),
+                ],
+            );
+        }
+        let bodies = pack(messages);
+        assert_eq!(bodies.len(), 1, "250 small messages fit one request");
+        let body: Value = serde_json::from_str(&bodies[0]).unwrap();
+        let users = body["messages"].as_object().unwrap();
+        assert_eq!(users.len(), 250);
+        assert_eq!(users["@u7:example.org"]["D\"1"]["x"], 1);
+    }
 }

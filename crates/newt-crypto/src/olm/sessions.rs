@@ -83,7 +83,7 @@ pub(crate) fn best(
 
 /// Whether any session with `sender_key` exists.
 pub(crate) fn exists(txn: &mut impl StoreTxn, sender_key: &str) -> Result<bool, StoreError> {
-    Ok(!txn.load_olm_sessions(sender_key)?.is_empty())
+    txn.has_olm_session(sender_key)
 }
 
 #[cfg(test)]

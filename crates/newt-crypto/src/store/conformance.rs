@@ -113,6 +113,8 @@ fn device(user_id: &OwnedUserId, id: &str) -> DeviceRecord {
         keys_json: format!(r#"{{"device_id":"{id}"}}"#),
         ed25519: format!("ed-{id}"),
         curve25519: format!("curve-{id}"),
+        algorithms: vec!["m.olm.v1.curve25519-aes-sha2".into()],
+        display_name: Some(id.into()),
         local: DeviceLocal::default(),
     }
 }

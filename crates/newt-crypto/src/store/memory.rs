@@ -13,16 +13,16 @@ use zeroize::Zeroizing;
 /// a real store would, so a load never shares state with a save.
 #[derive(Clone, Default)]
 struct State {
-    account: Option<(Zeroizing<String>, String)>,
+    account: Option<(Zeroizing<Vec<u8>>, String)>,
     values: BTreeMap<String, String>,
     users: BTreeMap<OwnedUserId, TrackedUser>,
     devices: BTreeMap<(OwnedUserId, OwnedDeviceId), DeviceRecord>,
-    sessions: BTreeMap<(String, String), (Zeroizing<String>, OlmSessionTimes)>,
+    sessions: BTreeMap<(String, String), (Zeroizing<Vec<u8>>, OlmSessionTimes)>,
     pending: BTreeMap<String, PendingRequest>,
     queued: BTreeMap<String, QueuedToDevice>,
     rooms: BTreeMap<String, RoomRecord>,
-    outbound: BTreeMap<String, (String, Zeroizing<String>, OutboundState)>,
-    inbound: BTreeMap<(String, String), (Zeroizing<String>, InboundInfo)>,
+    outbound: BTreeMap<String, (String, Zeroizing<Vec<u8>>, OutboundState)>,
+    inbound: BTreeMap<(String, String), (Zeroizing<Vec<u8>>, InboundInfo)>,
     indices: BTreeMap<(String, String, u32), IndexUse>,
     undecrypted: BTreeMap<(String, String), UndecryptedEvent>,
     withheld: BTreeMap<(String, String), WithheldRecord>,
@@ -82,13 +82,13 @@ impl StoreTxn for MemoryTxn<'_> {
             return Ok(None);
         };
         Ok(Some(AccountRecord {
-            pickle: serde_json::from_str(pickle).map_err(corrupt)?,
+            pickle: super::codec::decode_pickle(pickle)?,
             state: serde_json::from_str(state).map_err(corrupt)?,
         }))
     }
 
     fn save_account(&mut self, record: &AccountRecord) -> Result<(), StoreError> {
-        let pickle = Zeroizing::new(serde_json::to_string(&record.pickle).map_err(corrupt)?);
+        let pickle = super::codec::encode_pickle(&record.pickle)?;
         let state = serde_json::to_string(&record.state).map_err(corrupt)?;
         self.working.account = Some((pickle, state));
         Ok(())
@@ -110,11 +110,13 @@ impl StoreTxn for MemoryTxn<'_> {
     }
 
     fn load_devices(&mut self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        // A range over the user's prefix keeps lookups O(log n).
+        let start = (user.to_owned(), OwnedDeviceId::from(""));
         Ok(self
             .working
             .devices
-            .iter()
-            .filter(|((u, _), _)| u == user)
+            .range(start..)
+            .take_while(|((u, _), _)| u == user)
             .map(|(_, d)| d.clone())
             .collect())
     }
@@ -134,12 +136,16 @@ impl StoreTxn for MemoryTxn<'_> {
 
     fn load_olm_sessions(&mut self, sender_key: &str) -> Result<Vec<OlmSessionRecord>, StoreError> {
         let mut out = Vec::new();
-        for ((key, id), (pickle, times)) in &self.working.sessions {
-            if key == sender_key {
+        let start = (sender_key.to_owned(), String::new());
+        for ((key, id), (pickle, times)) in self.working.sessions.range(start..) {
+            if key != sender_key {
+                break;
+            }
+            {
                 out.push(OlmSessionRecord {
                     sender_key: key.clone(),
                     session_id: id.clone(),
-                    pickle: serde_json::from_str(pickle).map_err(corrupt)?,
+                    pickle: super::codec::decode_pickle(pickle)?,
                     created_at_ms: times.created_at_ms,
                     last_received_at_ms: times.last_received_at_ms,
                     retired: times.retired,
@@ -149,8 +155,18 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(out)
     }
 
+    fn has_olm_session(&mut self, sender_key: &str) -> Result<bool, StoreError> {
+        let start = (sender_key.to_owned(), String::new());
+        Ok(self
+            .working
+            .sessions
+            .range(start..)
+            .next()
+            .is_some_and(|((key, _), _)| key == sender_key))
+    }
+
     fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError> {
-        let pickle = Zeroizing::new(serde_json::to_string(&session.pickle).map_err(corrupt)?);
+        let pickle = super::codec::encode_pickle(&session.pickle)?;
         let times = OlmSessionTimes {
             created_at_ms: session.created_at_ms,
             last_received_at_ms: session.last_received_at_ms,
@@ -215,13 +231,13 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(Some(OutboundRecord {
             room_id: room_id.to_owned(),
             session_id: session_id.clone(),
-            pickle: serde_json::from_str(pickle).map_err(corrupt)?,
+            pickle: super::codec::decode_pickle(pickle)?,
             state: state.clone(),
         }))
     }
 
     fn save_outbound(&mut self, session: &OutboundRecord) -> Result<(), StoreError> {
-        let pickle = Zeroizing::new(serde_json::to_string(&session.pickle).map_err(corrupt)?);
+        let pickle = super::codec::encode_pickle(&session.pickle)?;
         self.working.outbound.insert(
             session.room_id.clone(),
             (session.session_id.clone(), pickle, session.state.clone()),
@@ -244,13 +260,13 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(Some(InboundRecord {
             room_id: room_id.to_owned(),
             session_id: session_id.to_owned(),
-            pickle: serde_json::from_str(pickle).map_err(corrupt)?,
+            pickle: super::codec::decode_pickle(pickle)?,
             info: info.clone(),
         }))
     }
 
     fn save_inbound(&mut self, session: &InboundRecord) -> Result<(), StoreError> {
-        let pickle = Zeroizing::new(serde_json::to_string(&session.pickle).map_err(corrupt)?);
+        let pickle = super::codec::encode_pickle(&session.pickle)?;
         self.working.inbound.insert(
             (session.room_id.clone(), session.session_id.clone()),
             (pickle, session.info.clone()),

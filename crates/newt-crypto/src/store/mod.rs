@@ -4,6 +4,7 @@
 //! transaction, hands it to one `handle_*` call or command, and commits it
 //! if the call succeeded. Dropping an uncommitted transaction rolls it back.
 
+pub mod codec;
 mod memory;
 mod records;
 mod room_records;
@@ -78,6 +79,11 @@ pub trait StoreTxn {
 
     /// Olm sessions with the device whose Curve25519 key is `sender_key`.
     fn load_olm_sessions(&mut self, sender_key: &str) -> Result<Vec<OlmSessionRecord>, StoreError>;
+    /// Whether any Olm session with `sender_key` exists. Stores override
+    /// this to avoid loading the sessions.
+    fn has_olm_session(&mut self, sender_key: &str) -> Result<bool, StoreError> {
+        Ok(!self.load_olm_sessions(sender_key)?.is_empty())
+    }
     /// Inserts or replaces an Olm session (by sender key and session ID).
     fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError>;
 

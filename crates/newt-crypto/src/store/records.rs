@@ -127,6 +127,12 @@ pub struct DeviceRecord {
     pub ed25519: String,
     /// Curve25519 key (unpadded base64).
     pub curve25519: String,
+    /// Advertised algorithms.
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// `unsigned.device_display_name` (untrusted, TRK-09).
+    #[serde(default)]
+    pub display_name: Option<String>,
     /// Local bookkeeping, kept when the server lists the device again.
     pub local: DeviceLocal,
 }

@@ -91,7 +91,7 @@ fn first_upload_is_complete_and_signed() {
     let (user, device) = alice();
     let device_keys = &body["device_keys"];
     let verified = newt_crypto::verify_device_keys(&user, &device, device_keys).unwrap();
-    assert_eq!(verified.ed25519().to_base64(), machine.ed25519_key());
+    assert_eq!(verified.ed25519_base64().to_owned(), machine.ed25519_key());
     assert_eq!(verified.curve25519().to_base64(), machine.curve25519_key());
     assert_eq!(
         verified.algorithms(),

@@ -341,7 +341,7 @@ fn changed_device_keys_are_refused() {
     let devices = bob.machine.devices(&mut txn, &eve.user).unwrap();
     assert_eq!(devices.len(), 1);
     assert_eq!(
-        devices[0].keys.ed25519().to_base64(),
+        devices[0].keys.ed25519_base64().to_owned(),
         eve.ed25519(),
         "old keys were replaced"
     );
