@@ -42,6 +42,8 @@ pub struct VerifiedDeviceKeys {
     user_id: OwnedUserId,
     device_id: OwnedDeviceId,
     ed25519: String,
+    /// The parsed key, when the proof was made just now.
+    parsed: Option<Ed25519PublicKey>,
     curve25519: Curve25519PublicKey,
     algorithms: Vec<String>,
     display_name: Option<String>,
@@ -71,7 +73,13 @@ impl VerifiedDeviceKeys {
     /// The device's Ed25519 fingerprint key, if it parses (it did when the
     /// proof was made).
     pub fn ed25519(&self) -> Option<Ed25519PublicKey> {
-        Ed25519PublicKey::from_base64(&self.ed25519).ok()
+        self.parsed
+            .or_else(|| Ed25519PublicKey::from_base64(&self.ed25519).ok())
+    }
+
+    /// The parsed key if it was parsed when the proof was made.
+    pub(crate) fn parsed_ed25519(&self) -> Option<Ed25519PublicKey> {
+        self.parsed
     }
 
     /// The device's Ed25519 key as unpadded base64.
@@ -153,6 +161,7 @@ pub fn verify_device_keys(
         user_id: user_id.to_owned(),
         device_id: device_id.to_owned(),
         ed25519: ed25519.to_base64(),
+        parsed: Some(ed25519),
         curve25519,
         algorithms,
         display_name,
@@ -176,6 +185,7 @@ impl VerifiedDeviceKeys {
             user_id: record.user_id.clone(),
             device_id: record.device_id.clone(),
             ed25519: record.ed25519.clone(),
+            parsed: None,
             curve25519,
             algorithms: record.algorithms.clone(),
             display_name: record.display_name.clone(),

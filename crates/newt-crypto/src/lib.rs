@@ -37,6 +37,7 @@ pub mod b64;
 mod backoff;
 pub mod canonical;
 mod device_keys;
+mod key_cache;
 pub mod key_export;
 mod machine;
 mod machine_rooms;

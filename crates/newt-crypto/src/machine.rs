@@ -37,6 +37,7 @@ pub struct OlmMachine {
     ed25519: String,
     curve25519: String,
     device_keys: Value,
+    keys: crate::key_cache::KeyCache,
 }
 
 fn load(txn: &mut impl StoreTxn) -> Result<Option<OwnAccount>, StoreError> {
@@ -85,6 +86,7 @@ impl OlmMachine {
             ed25519: keys.ed25519.to_base64(),
             curve25519: keys.curve25519.to_base64(),
             device_keys: account.device_keys(),
+            keys: crate::key_cache::KeyCache::default(),
         })
     }
 
@@ -408,7 +410,8 @@ impl OlmMachine {
         let mut outcome = ResponseOutcome::default();
         match &pending.kind {
             PendingKind::KeysQuery { users } => {
-                let query = tracking::receive_query(txn, users, &response, &self.own(), now)?;
+                let query =
+                    tracking::receive_query(txn, users, &response, &self.own(), &self.keys, now)?;
                 // TRK-10: the server lost our device: publish its keys again.
                 if query.own_device_missing && account.state.pending_upload.is_none() {
                     account.state.device_keys_published = false;
@@ -421,7 +424,8 @@ impl OlmMachine {
                 outcome.query = Some(query);
             }
             PendingKind::KeysClaim { devices } => {
-                let claimed = claim::receive_claim(txn, &account.inner, devices, &response, now)?;
+                let claimed =
+                    claim::receive_claim(txn, &account.inner, devices, &response, &self.keys, now)?;
                 if !claimed.replaced.is_empty() {
                     // REC-02: tell the peer about the new session.
                     let recipients = Recipients::Devices(claimed.replaced.clone());

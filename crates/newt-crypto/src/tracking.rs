@@ -153,6 +153,7 @@ pub(crate) fn receive_query(
     users: &BTreeMap<OwnedUserId, u64>,
     response: &Value,
     own: &Own<'_>,
+    keys: &crate::key_cache::KeyCache,
     now: Timestamp,
 ) -> Result<QueryOutcome, StoreError> {
     let mut outcome = QueryOutcome::default();
@@ -181,7 +182,7 @@ pub(crate) fn receive_query(
         if user_id == own.user_id {
             check_own_device(listed, own, &mut outcome);
         }
-        store_devices(txn, user_id, listed, own, &mut outcome)?;
+        store_devices(txn, user_id, listed, own, keys, &mut outcome)?;
         tracked.failures = 0;
         tracked.retry_at_ms = None;
         // TRK-04: a change that arrived while this was in flight keeps the
@@ -238,6 +239,7 @@ fn store_devices(
     user_id: &UserId,
     listed: Option<&serde_json::Map<String, Value>>,
     own: &Own<'_>,
+    keys: &crate::key_cache::KeyCache,
     outcome: &mut QueryOutcome,
 ) -> Result<(), StoreError> {
     let existing: BTreeMap<String, DeviceRecord> = txn
@@ -264,6 +266,9 @@ fn store_devices(
                 continue;
             }
         };
+        if let Some(parsed) = verified.parsed_ed25519() {
+            keys.insert(verified.ed25519_base64(), parsed);
+        }
         let mut record = verified.to_record();
         if let Some(old) = existing.get(device_id) {
             if old.ed25519 != record.ed25519 || old.curve25519 != record.curve25519 {

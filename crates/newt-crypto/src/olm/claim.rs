@@ -143,10 +143,11 @@ fn claimed_key<'a>(response: &'a Value, user: &str, device: &str) -> Option<&'a 
 fn establish(
     account: &Account,
     keys: &VerifiedDeviceKeys,
+    ed25519: Option<vodozemac::Ed25519PublicKey>,
     key: Option<&Value>,
 ) -> Result<vodozemac::olm::Session, ClaimFailure> {
     let key = key.ok_or(ClaimFailure::NoKey)?;
-    let ed25519 = keys.ed25519().ok_or(ClaimFailure::BadSignature)?;
+    let ed25519 = ed25519.ok_or(ClaimFailure::BadSignature)?;
     verify_json(
         key,
         keys.user_id().as_str(),
@@ -171,6 +172,7 @@ pub(crate) fn receive_claim(
     account: &Account,
     devices: &[DeviceKey],
     response: &Value,
+    key_cache: &crate::key_cache::KeyCache,
     now: Timestamp,
 ) -> Result<ClaimOutcome, StoreError> {
     let mut work = Vec::new();
@@ -183,17 +185,18 @@ pub(crate) fn receive_claim(
             continue;
         };
         let keys = VerifiedDeviceKeys::from_record(&record)?;
-        work.push((record, keys));
+        let ed25519 = key_cache.get(keys.ed25519_base64());
+        work.push((record, keys, ed25519));
     }
     let results: Vec<_> = work
         .par_iter()
-        .map(|(record, keys)| {
+        .map(|(record, keys, ed25519)| {
             let key = claimed_key(response, record.user_id.as_str(), record.device_id.as_str());
-            establish(account, keys, key)
+            establish(account, keys, *ed25519, key)
         })
         .collect();
     let mut outcome = ClaimOutcome::default();
-    for ((mut record, keys), result) in work.into_iter().zip(results) {
+    for ((mut record, keys, _), result) in work.into_iter().zip(results) {
         let id = (record.user_id.clone(), record.device_id.clone());
         match result {
             Ok(session) => {

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 /// Committed state of a [`MemoryStore`]. Pickles are kept serialised, as
 /// a real store would, so a load never shares state with a save.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct State {
     account: Option<(Zeroizing<Vec<u8>>, String)>,
     values: BTreeMap<String, String>,
@@ -28,8 +28,9 @@ struct State {
     withheld: BTreeMap<(String, String), WithheldRecord>,
 }
 
-/// A store that lives in memory. Transactions copy the state and write it
-/// back on commit, so a dropped transaction leaves no trace.
+/// A store that lives in memory. Transactions write in place and keep an
+/// undo log, so a dropped transaction leaves no trace and a commit costs
+/// nothing.
 #[derive(Default)]
 pub struct MemoryStore {
     state: State,
@@ -48,10 +49,12 @@ impl MemoryStore {
     }
 }
 
+type Undo = Box<dyn FnOnce(&mut State) + Send>;
+
 /// A transaction on a [`MemoryStore`].
 pub struct MemoryTxn<'a> {
-    target: &'a mut State,
-    working: State,
+    state: &'a mut State,
+    undo: Vec<Undo>,
 }
 
 impl std::fmt::Debug for MemoryTxn<'_> {
@@ -60,14 +63,48 @@ impl std::fmt::Debug for MemoryTxn<'_> {
     }
 }
 
+impl Drop for MemoryTxn<'_> {
+    fn drop(&mut self) {
+        // Not committed: roll back, newest write first.
+        while let Some(undo) = self.undo.pop() {
+            undo(self.state);
+        }
+    }
+}
+
+/// Puts back what a key held before.
+fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, old: Option<V>) {
+    match old {
+        Some(value) => {
+            map.insert(key, value);
+        }
+        None => {
+            map.remove(&key);
+        }
+    }
+}
+
+/// Writes (or removes) `key` in the table `$table`, logging the undo.
+macro_rules! write {
+    ($txn:expr, $table:ident, $key:expr, $value:expr) => {{
+        let key = $key;
+        let old = match $value {
+            Some(value) => $txn.state.$table.insert(key.clone(), value),
+            None => $txn.state.$table.remove(&key),
+        };
+        $txn.undo.push(Box::new(move |s: &mut State| {
+            restore(&mut s.$table, key, old)
+        }));
+    }};
+}
+
 impl Store for MemoryStore {
     type Txn<'a> = MemoryTxn<'a>;
 
     fn transaction(&mut self) -> Result<MemoryTxn<'_>, StoreError> {
-        let working = self.state.clone();
         Ok(MemoryTxn {
-            target: &mut self.state,
-            working,
+            state: &mut self.state,
+            undo: Vec::new(),
         })
     }
 }
@@ -78,7 +115,7 @@ fn corrupt(e: serde_json::Error) -> StoreError {
 
 impl StoreTxn for MemoryTxn<'_> {
     fn load_account(&mut self) -> Result<Option<AccountRecord>, StoreError> {
-        let Some((pickle, state)) = &self.working.account else {
+        let Some((pickle, state)) = &self.state.account else {
             return Ok(None);
         };
         Ok(Some(AccountRecord {
@@ -90,22 +127,22 @@ impl StoreTxn for MemoryTxn<'_> {
     fn save_account(&mut self, record: &AccountRecord) -> Result<(), StoreError> {
         let pickle = super::codec::encode_pickle(&record.pickle)?;
         let state = serde_json::to_string(&record.state).map_err(corrupt)?;
-        self.working.account = Some((pickle, state));
+        let old = self.state.account.replace((pickle, state));
+        self.undo
+            .push(Box::new(move |s: &mut State| s.account = old));
         Ok(())
     }
 
     fn load_tracked_users(&mut self) -> Result<Vec<TrackedUser>, StoreError> {
-        Ok(self.working.users.values().cloned().collect())
+        Ok(self.state.users.values().cloned().collect())
     }
 
     fn load_tracked_user(&mut self, user: &UserId) -> Result<Option<TrackedUser>, StoreError> {
-        Ok(self.working.users.get(user).cloned())
+        Ok(self.state.users.get(user).cloned())
     }
 
     fn save_tracked_user(&mut self, user: &TrackedUser) -> Result<(), StoreError> {
-        self.working
-            .users
-            .insert(user.user_id.clone(), user.clone());
+        write!(self, users, user.user_id.clone(), Some(user.clone()));
         Ok(())
     }
 
@@ -113,7 +150,7 @@ impl StoreTxn for MemoryTxn<'_> {
         // A range over the user's prefix keeps lookups O(log n).
         let start = (user.to_owned(), OwnedDeviceId::from(""));
         Ok(self
-            .working
+            .state
             .devices
             .range(start..)
             .take_while(|((u, _), _)| u == user)
@@ -123,42 +160,38 @@ impl StoreTxn for MemoryTxn<'_> {
 
     fn save_device(&mut self, device: &DeviceRecord) -> Result<(), StoreError> {
         let key = (device.user_id.clone(), device.device_id.clone());
-        self.working.devices.insert(key, device.clone());
+        write!(self, devices, key, Some(device.clone()));
         Ok(())
     }
 
     fn delete_device(&mut self, user: &UserId, device: &DeviceId) -> Result<(), StoreError> {
-        self.working
-            .devices
-            .remove(&(user.to_owned(), device.to_owned()));
+        write!(self, devices, (user.to_owned(), device.to_owned()), None);
         Ok(())
     }
 
     fn load_olm_sessions(&mut self, sender_key: &str) -> Result<Vec<OlmSessionRecord>, StoreError> {
-        let mut out = Vec::new();
         let start = (sender_key.to_owned(), String::new());
-        for ((key, id), (pickle, times)) in self.working.sessions.range(start..) {
-            if key != sender_key {
-                break;
-            }
-            {
-                out.push(OlmSessionRecord {
+        self.state
+            .sessions
+            .range(start..)
+            .take_while(|((key, _), _)| key == sender_key)
+            .map(|((key, id), (pickle, times))| {
+                Ok(OlmSessionRecord {
                     sender_key: key.clone(),
                     session_id: id.clone(),
                     pickle: super::codec::decode_pickle(pickle)?,
                     created_at_ms: times.created_at_ms,
                     last_received_at_ms: times.last_received_at_ms,
                     retired: times.retired,
-                });
-            }
-        }
-        Ok(out)
+                })
+            })
+            .collect()
     }
 
     fn has_olm_session(&mut self, sender_key: &str) -> Result<bool, StoreError> {
         let start = (sender_key.to_owned(), String::new());
         Ok(self
-            .working
+            .state
             .sessions
             .range(start..)
             .next()
@@ -172,60 +205,59 @@ impl StoreTxn for MemoryTxn<'_> {
             last_received_at_ms: session.last_received_at_ms,
             retired: session.retired,
         };
-        self.working.sessions.insert(
-            (session.sender_key.clone(), session.session_id.clone()),
-            (pickle, times),
-        );
+        let key = (session.sender_key.clone(), session.session_id.clone());
+        write!(self, sessions, key, Some((pickle, times)));
         Ok(())
     }
 
     fn load_pending_requests(&mut self) -> Result<Vec<PendingRequest>, StoreError> {
-        let mut all: Vec<_> = self.working.pending.values().cloned().collect();
+        let mut all: Vec<_> = self.state.pending.values().cloned().collect();
         all.sort_by_key(|r| r.seq);
         Ok(all)
     }
 
     fn save_pending_request(&mut self, request: &PendingRequest) -> Result<(), StoreError> {
-        self.working
-            .pending
-            .insert(request.request_id.clone(), request.clone());
+        write!(
+            self,
+            pending,
+            request.request_id.clone(),
+            Some(request.clone())
+        );
         Ok(())
     }
 
     fn delete_pending_request(&mut self, request_id: &str) -> Result<(), StoreError> {
-        self.working.pending.remove(request_id);
+        write!(self, pending, request_id.to_owned(), None);
         Ok(())
     }
 
     fn load_queued_to_device(&mut self) -> Result<Vec<QueuedToDevice>, StoreError> {
-        let mut all: Vec<_> = self.working.queued.values().cloned().collect();
+        let mut all: Vec<_> = self.state.queued.values().cloned().collect();
         all.sort_by_key(|q| q.seq);
         Ok(all)
     }
 
     fn save_queued_to_device(&mut self, event: &QueuedToDevice) -> Result<(), StoreError> {
-        self.working.queued.insert(event.id.clone(), event.clone());
+        write!(self, queued, event.id.clone(), Some(event.clone()));
         Ok(())
     }
 
     fn delete_queued_to_device(&mut self, id: &str) -> Result<(), StoreError> {
-        self.working.queued.remove(id);
+        write!(self, queued, id.to_owned(), None);
         Ok(())
     }
 
     fn load_room(&mut self, room_id: &str) -> Result<Option<RoomRecord>, StoreError> {
-        Ok(self.working.rooms.get(room_id).cloned())
+        Ok(self.state.rooms.get(room_id).cloned())
     }
 
     fn save_room(&mut self, room: &RoomRecord) -> Result<(), StoreError> {
-        self.working
-            .rooms
-            .insert(room.room_id.clone(), room.clone());
+        write!(self, rooms, room.room_id.clone(), Some(room.clone()));
         Ok(())
     }
 
     fn load_outbound(&mut self, room_id: &str) -> Result<Option<OutboundRecord>, StoreError> {
-        let Some((session_id, pickle, state)) = self.working.outbound.get(room_id) else {
+        let Some((session_id, pickle, state)) = self.state.outbound.get(room_id) else {
             return Ok(None);
         };
         Ok(Some(OutboundRecord {
@@ -238,10 +270,8 @@ impl StoreTxn for MemoryTxn<'_> {
 
     fn save_outbound(&mut self, session: &OutboundRecord) -> Result<(), StoreError> {
         let pickle = super::codec::encode_pickle(&session.pickle)?;
-        self.working.outbound.insert(
-            session.room_id.clone(),
-            (session.session_id.clone(), pickle, session.state.clone()),
-        );
+        let value = (session.session_id.clone(), pickle, session.state.clone());
+        write!(self, outbound, session.room_id.clone(), Some(value));
         Ok(())
     }
 
@@ -251,7 +281,7 @@ impl StoreTxn for MemoryTxn<'_> {
         session_id: &str,
     ) -> Result<Option<InboundRecord>, StoreError> {
         let Some((pickle, info)) = self
-            .working
+            .state
             .inbound
             .get(&(room_id.to_owned(), session_id.to_owned()))
         else {
@@ -267,15 +297,13 @@ impl StoreTxn for MemoryTxn<'_> {
 
     fn save_inbound(&mut self, session: &InboundRecord) -> Result<(), StoreError> {
         let pickle = super::codec::encode_pickle(&session.pickle)?;
-        self.working.inbound.insert(
-            (session.room_id.clone(), session.session_id.clone()),
-            (pickle, session.info.clone()),
-        );
+        let key = (session.room_id.clone(), session.session_id.clone());
+        write!(self, inbound, key, Some((pickle, session.info.clone())));
         Ok(())
     }
 
     fn load_all_inbound(&mut self) -> Result<Vec<InboundRecord>, StoreError> {
-        let keys: Vec<_> = self.working.inbound.keys().cloned().collect();
+        let keys: Vec<_> = self.state.inbound.keys().cloned().collect();
         let mut out = Vec::new();
         for (room, session) in keys {
             if let Some(record) = self.load_inbound(&room, &session)? {
@@ -292,7 +320,7 @@ impl StoreTxn for MemoryTxn<'_> {
         index: u32,
     ) -> Result<Option<IndexUse>, StoreError> {
         Ok(self
-            .working
+            .state
             .indices
             .get(&(room_id.to_owned(), session_id.to_owned(), index))
             .cloned())
@@ -305,17 +333,21 @@ impl StoreTxn for MemoryTxn<'_> {
         index: u32,
         used: &IndexUse,
     ) -> Result<(), StoreError> {
-        self.working.indices.insert(
+        write!(
+            self,
+            indices,
             (room_id.to_owned(), session_id.to_owned(), index),
-            used.clone(),
+            Some(used.clone())
         );
         Ok(())
     }
 
     fn save_undecrypted(&mut self, event: &UndecryptedEvent) -> Result<(), StoreError> {
-        self.working.undecrypted.insert(
+        write!(
+            self,
+            undecrypted,
             (event.room_id.clone(), event.event_id.clone()),
-            event.clone(),
+            Some(event.clone())
         );
         Ok(())
     }
@@ -326,7 +358,7 @@ impl StoreTxn for MemoryTxn<'_> {
         session_id: &str,
     ) -> Result<Vec<UndecryptedEvent>, StoreError> {
         let mut out: Vec<_> = self
-            .working
+            .state
             .undecrypted
             .values()
             .filter(|e| e.room_id == room_id && e.session_id == session_id)
@@ -342,23 +374,28 @@ impl StoreTxn for MemoryTxn<'_> {
         event_id: &str,
     ) -> Result<Option<UndecryptedEvent>, StoreError> {
         Ok(self
-            .working
+            .state
             .undecrypted
             .get(&(room_id.to_owned(), event_id.to_owned()))
             .cloned())
     }
 
     fn delete_undecrypted(&mut self, room_id: &str, event_id: &str) -> Result<(), StoreError> {
-        self.working
-            .undecrypted
-            .remove(&(room_id.to_owned(), event_id.to_owned()));
+        write!(
+            self,
+            undecrypted,
+            (room_id.to_owned(), event_id.to_owned()),
+            None
+        );
         Ok(())
     }
 
     fn save_withheld(&mut self, notice: &WithheldRecord) -> Result<(), StoreError> {
-        self.working.withheld.insert(
+        write!(
+            self,
+            withheld,
             (notice.room_id.clone(), notice.session_id.clone()),
-            notice.clone(),
+            Some(notice.clone())
         );
         Ok(())
     }
@@ -369,23 +406,24 @@ impl StoreTxn for MemoryTxn<'_> {
         session_id: &str,
     ) -> Result<Option<WithheldRecord>, StoreError> {
         Ok(self
-            .working
+            .state
             .withheld
             .get(&(room_id.to_owned(), session_id.to_owned()))
             .cloned())
     }
 
     fn get_value(&mut self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.working.values.get(key).cloned())
+        Ok(self.state.values.get(key).cloned())
     }
 
     fn set_value(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.working.values.insert(key.to_owned(), value.to_owned());
+        write!(self, values, key.to_owned(), Some(value.to_owned()));
         Ok(())
     }
 
-    fn commit(self) -> Result<(), StoreError> {
-        *self.target = self.working;
+    fn commit(mut self) -> Result<(), StoreError> {
+        // Keep every write: nothing to undo.
+        self.undo.clear();
         Ok(())
     }
 }
