@@ -9,6 +9,9 @@ use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
+/// An encoded pickle with its public metadata.
+type Sealed<T> = (Zeroizing<Vec<u8>>, T);
+
 /// Committed state of a [`MemoryStore`]. Pickles are kept serialised, as
 /// a real store would, so a load never shares state with a save.
 #[derive(Default)]
@@ -17,12 +20,12 @@ struct State {
     values: BTreeMap<String, String>,
     users: BTreeMap<OwnedUserId, TrackedUser>,
     devices: BTreeMap<(OwnedUserId, OwnedDeviceId), DeviceRecord>,
-    sessions: BTreeMap<(String, String), (Zeroizing<Vec<u8>>, OlmSessionTimes)>,
+    sessions: BTreeMap<(String, String), Sealed<OlmSessionTimes>>,
     pending: BTreeMap<String, PendingRequest>,
     queued: BTreeMap<String, QueuedToDevice>,
     rooms: BTreeMap<String, RoomRecord>,
     outbound: BTreeMap<String, (String, Zeroizing<Vec<u8>>, OutboundState)>,
-    inbound: BTreeMap<(String, String), (Zeroizing<Vec<u8>>, InboundInfo)>,
+    inbound: BTreeMap<(String, String), Sealed<InboundInfo>>,
     indices: BTreeMap<(String, String, u32), IndexUse>,
     undecrypted: BTreeMap<(String, String), UndecryptedEvent>,
     withheld: BTreeMap<(String, String), WithheldRecord>,
