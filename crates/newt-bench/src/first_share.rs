@@ -137,11 +137,14 @@ pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
     timed
 }
 
+/// Signed bytes and their signature.
+type Signed = (Vec<u8>, Ed25519Signature);
+
 /// The precomputed inputs of the raw crypto.
 pub struct LimitInput {
     /// Per device: its Ed25519 key (text, as on the wire) and the two
     /// signed objects (device keys, one-time key) with their signatures.
-    signed: Vec<(String, Vec<(Vec<u8>, Ed25519Signature)>)>,
+    signed: Vec<(String, Vec<Signed>)>,
     sessions: Vec<(Curve25519PublicKey, Curve25519PublicKey)>,
     payload: String,
 }
