@@ -63,6 +63,17 @@ fn main() {
     {
         let peers = fixtures::peers(n, n);
         let input = first_share::limit_input(&peers);
+        if std::env::args().any(|a| a == "--sqlite") {
+            for _ in 0..3 {
+                let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+                let mut store =
+                    SqliteStore::open(&dir.path().join("b.db"), StoreKey::from_bytes([1; 32]))
+                        .unwrap_or_else(|e| panic!("store: {e}"));
+                let t = pool(1).install(|| first_share::newt(&mut store, &peers));
+                println!("sqlite {:.1} ms", ms(t));
+            }
+            return;
+        }
         println!("limit {:.1} ms", ms(first_share::limit(&input)));
         for _ in 0..3 {
             let t = pool(1).install(|| first_share::newt(&mut MemoryStore::new(), &peers));

@@ -50,6 +50,7 @@ pub mod store;
 mod time;
 mod to_device;
 mod tracking;
+mod wedged;
 
 pub use account::{MEGOLM_ALGORITHM, OLM_ALGORITHM, SIGNED_CURVE25519, ServerKeyCounts};
 pub use device_keys::{DeviceKeysError, VerifiedDeviceKeys, verify_device_keys};

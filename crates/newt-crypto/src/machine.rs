@@ -350,11 +350,14 @@ impl OlmMachine {
         let mut seq = self.next_request_seq(txn)?;
         tracking::plan_queries(txn, now, &mut seq)?;
         let mut wedged = Vec::new();
-        for user in txn.load_tracked_users()? {
-            for record in txn.load_devices(&user.user_id)? {
-                if record.local.wants_new_session {
-                    wedged.push((VerifiedDeviceKeys::from_record(&record)?, record));
-                }
+        for (user, device) in crate::wedged::list(txn)? {
+            if let Some(record) = txn
+                .load_devices(&user)?
+                .into_iter()
+                .find(|d| d.device_id == device)
+                && record.local.wants_new_session
+            {
+                wedged.push((VerifiedDeviceKeys::from_record(&record)?, record));
             }
         }
         if !wedged.is_empty() {

@@ -275,6 +275,7 @@ impl<'a> Batch<'a> {
             .is_some_and(|at| self.now.0 < at.saturating_add(Timestamp::HOUR_MS));
         if !device.local.wants_new_session && !recent {
             device.local.wants_new_session = true;
+            crate::wedged::add(txn, (device.user_id.clone(), device.device_id.clone()))?;
             device.local.claim_retry_at_ms = None;
             txn.save_device(&device)?;
         }

@@ -1,7 +1,7 @@
 //! The room tables: room state, Megolm sessions, replay indices,
 //! undecryptable events and withheld notices.
 
-use crate::txn::{SqliteTxn, backend, corrupt};
+use crate::txn::{SqliteTxn, backend, corrupt, exec_cached};
 use newt_crypto::store::{
     InboundInfo, InboundRecord, IndexUse, OutboundRecord, OutboundState, RoomRecord, StoreError,
     UndecryptedEvent, WithheldRecord,
@@ -27,7 +27,7 @@ impl SqliteTxn<'_> {
         let mut values: Vec<&dyn rusqlite::ToSql> =
             keys.iter().map(|k| k as &dyn rusqlite::ToSql).collect();
         values.push(&data);
-        self.tx().execute(sql, values.as_slice()).map_err(backend)?;
+        exec_cached(self.tx(), sql, values.as_slice()).map_err(backend)?;
         Ok(())
     }
 
@@ -78,8 +78,7 @@ impl SqliteTxn<'_> {
             &pickle,
         )?;
         let data = serde_json::to_string(&session.state).map_err(corrupt)?;
-        self.tx()
-            .execute(
+        exec_cached(self.tx(), 
                 "INSERT INTO outbound_sessions (room_id, session_id, pickle, data) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(room_id) DO UPDATE SET session_id = excluded.session_id,
                      pickle = excluded.pickle, data = excluded.data",
@@ -158,8 +157,7 @@ impl SqliteTxn<'_> {
             &pickle,
         )?;
         let data = serde_json::to_string(&session.info).map_err(corrupt)?;
-        self.tx()
-            .execute(
+        exec_cached(self.tx(), 
                 "INSERT INTO inbound_sessions (room_id, session_id, pickle, data) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(room_id, session_id) DO UPDATE SET pickle = excluded.pickle, data = excluded.data",
                 params![session.room_id, session.session_id, sealed, data],
@@ -190,20 +188,19 @@ impl SqliteTxn<'_> {
         used: &IndexUse,
     ) -> Result<(), StoreError> {
         let data = serde_json::to_string(used).map_err(corrupt)?;
-        self.tx()
-            .execute(
-                "INSERT INTO megolm_indices (room_id, session_id, idx, data) VALUES (?1, ?2, ?3, ?4)
+        exec_cached(
+            self.tx(),
+            "INSERT INTO megolm_indices (room_id, session_id, idx, data) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(room_id, session_id, idx) DO UPDATE SET data = excluded.data",
-                params![room_id, session_id, index, data],
-            )
-            .map_err(backend)?;
+            params![room_id, session_id, index, data],
+        )
+        .map_err(backend)?;
         Ok(())
     }
 
     pub(crate) fn undecrypted_save(&mut self, event: &UndecryptedEvent) -> Result<(), StoreError> {
         let data = serde_json::to_string(event).map_err(corrupt)?;
-        self.tx()
-            .execute(
+        exec_cached(self.tx(), 
                 "INSERT INTO undecrypted_events (room_id, event_id, session_id, received_at, data) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(room_id, event_id) DO UPDATE SET data = excluded.data",
                 params![event.room_id, event.event_id, event.session_id, event.received_at_ms as i64, data],
@@ -241,12 +238,12 @@ impl SqliteTxn<'_> {
         room_id: &str,
         event_id: &str,
     ) -> Result<(), StoreError> {
-        self.tx()
-            .execute(
-                "DELETE FROM undecrypted_events WHERE room_id = ?1 AND event_id = ?2",
-                [room_id, event_id],
-            )
-            .map_err(backend)?;
+        exec_cached(
+            self.tx(),
+            "DELETE FROM undecrypted_events WHERE room_id = ?1 AND event_id = ?2",
+            [room_id, event_id],
+        )
+        .map_err(backend)?;
         Ok(())
     }
 

@@ -13,6 +13,16 @@ use zeroize::Zeroizing;
 
 const ACCOUNT_SLOT: &str = "account:pickle";
 
+/// Runs a statement through the connection's statement cache: preparing
+/// SQL costs more than running it.
+pub(crate) fn exec_cached<P: rusqlite::Params>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -64,21 +74,19 @@ impl<'a> SqliteTxn<'a> {
             .key
             .seal(&format!("secret:{name}"), value)
             .ok_or_else(|| StoreError::Backend("secret too large to encrypt".into()))?;
-        self.tx
-            .execute(
-                "INSERT INTO secrets (name, value) VALUES (?1, ?2)
+        exec_cached(
+            &self.tx,
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2)
                  ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                rusqlite::params![name, sealed],
-            )
-            .map_err(backend)?;
+            rusqlite::params![name, sealed],
+        )
+        .map_err(backend)?;
         Ok(())
     }
 
     /// Removes a named secret.
     pub fn delete_secret(&mut self, name: &str) -> Result<(), StoreError> {
-        self.tx
-            .execute("DELETE FROM secrets WHERE name = ?1", [name])
-            .map_err(backend)?;
+        exec_cached(&self.tx, "DELETE FROM secrets WHERE name = ?1", [name]).map_err(backend)?;
         Ok(())
     }
 }
@@ -164,13 +172,13 @@ impl StoreTxn for SqliteTxn<'_> {
             .seal(ACCOUNT_SLOT, &pickle)
             .ok_or_else(|| StoreError::Backend("account too large to encrypt".into()))?;
         let state = serde_json::to_string(&record.state).map_err(corrupt)?;
-        self.tx
-            .execute(
-                "INSERT INTO account (id, pickle, state) VALUES (0, ?1, ?2)
+        exec_cached(
+            &self.tx,
+            "INSERT INTO account (id, pickle, state) VALUES (0, ?1, ?2)
                  ON CONFLICT(id) DO UPDATE SET pickle = excluded.pickle, state = excluded.state",
-                rusqlite::params![sealed, state],
-            )
-            .map_err(backend)?;
+            rusqlite::params![sealed, state],
+        )
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -189,13 +197,13 @@ impl StoreTxn for SqliteTxn<'_> {
 
     fn save_tracked_user(&mut self, user: &TrackedUser) -> Result<(), StoreError> {
         let data = serde_json::to_string(user).map_err(corrupt)?;
-        self.tx
-            .execute(
-                "INSERT INTO tracked_users (user_id, data) VALUES (?1, ?2)
+        exec_cached(
+            &self.tx,
+            "INSERT INTO tracked_users (user_id, data) VALUES (?1, ?2)
                  ON CONFLICT(user_id) DO UPDATE SET data = excluded.data",
-                params![user.user_id.as_str(), data],
-            )
-            .map_err(backend)?;
+            params![user.user_id.as_str(), data],
+        )
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -208,23 +216,23 @@ impl StoreTxn for SqliteTxn<'_> {
 
     fn save_device(&mut self, device: &DeviceRecord) -> Result<(), StoreError> {
         let data = serde_json::to_string(device).map_err(corrupt)?;
-        self.tx
-            .execute(
-                "INSERT INTO devices (user_id, device_id, data) VALUES (?1, ?2, ?3)
+        exec_cached(
+            &self.tx,
+            "INSERT INTO devices (user_id, device_id, data) VALUES (?1, ?2, ?3)
                  ON CONFLICT(user_id, device_id) DO UPDATE SET data = excluded.data",
-                params![device.user_id.as_str(), device.device_id.as_str(), data],
-            )
-            .map_err(backend)?;
+            params![device.user_id.as_str(), device.device_id.as_str(), data],
+        )
+        .map_err(backend)?;
         Ok(())
     }
 
     fn delete_device(&mut self, user: &UserId, device: &DeviceId) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
-                params![user.as_str(), device.as_str()],
-            )
-            .map_err(backend)?;
+        exec_cached(
+            &self.tx,
+            "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            params![user.as_str(), device.as_str()],
+        )
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -292,8 +300,7 @@ impl StoreTxn for SqliteTxn<'_> {
             retired: session.retired,
         };
         let data = serde_json::to_string(&times).map_err(corrupt)?;
-        self.tx
-            .execute(
+        exec_cached(&self.tx, 
                 "INSERT INTO olm_sessions (sender_key, session_id, pickle, data) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(sender_key, session_id) DO UPDATE SET pickle = excluded.pickle, data = excluded.data",
                 params![session.sender_key, session.session_id, sealed, data],
@@ -308,23 +315,23 @@ impl StoreTxn for SqliteTxn<'_> {
 
     fn save_pending_request(&mut self, request: &PendingRequest) -> Result<(), StoreError> {
         let data = serde_json::to_string(request).map_err(corrupt)?;
-        self.tx
-            .execute(
-                "INSERT INTO pending_requests (request_id, seq, data) VALUES (?1, ?2, ?3)
+        exec_cached(
+            &self.tx,
+            "INSERT INTO pending_requests (request_id, seq, data) VALUES (?1, ?2, ?3)
                  ON CONFLICT(request_id) DO UPDATE SET seq = excluded.seq, data = excluded.data",
-                params![request.request_id, request.seq as i64, data],
-            )
-            .map_err(backend)?;
+            params![request.request_id, request.seq as i64, data],
+        )
+        .map_err(backend)?;
         Ok(())
     }
 
     fn delete_pending_request(&mut self, request_id: &str) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "DELETE FROM pending_requests WHERE request_id = ?1",
-                [request_id],
-            )
-            .map_err(backend)?;
+        exec_cached(
+            &self.tx,
+            "DELETE FROM pending_requests WHERE request_id = ?1",
+            [request_id],
+        )
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -378,8 +385,7 @@ impl StoreTxn for SqliteTxn<'_> {
             .key
             .seal(&format!("queued:{}", event.id), event.plaintext.as_bytes())
             .ok_or_else(|| StoreError::Backend("event too large".into()))?;
-        self.tx
-            .execute(
+        exec_cached(&self.tx, 
                 "INSERT INTO queued_to_device (id, seq, data, sealed) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, data = excluded.data, sealed = excluded.sealed",
                 params![event.id, event.seq as i64, data, sealed],
@@ -389,8 +395,7 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn delete_queued_to_device(&mut self, id: &str) -> Result<(), StoreError> {
-        self.tx
-            .execute("DELETE FROM queued_to_device WHERE id = ?1", [id])
+        exec_cached(&self.tx, "DELETE FROM queued_to_device WHERE id = ?1", [id])
             .map_err(backend)?;
         Ok(())
     }
@@ -492,13 +497,13 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn set_value(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "INSERT INTO kv (key, value) VALUES (?1, ?2)
+        exec_cached(
+            &self.tx,
+            "INSERT INTO kv (key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [key, value],
-            )
-            .map_err(backend)?;
+            [key, value],
+        )
+        .map_err(backend)?;
         Ok(())
     }
 

@@ -216,6 +216,7 @@ pub(crate) fn receive_claim(
                 record.local.no_olm_sent = false;
                 if record.local.wants_new_session {
                     record.local.wants_new_session = false;
+                    crate::wedged::remove(txn, &id)?;
                     record.local.new_session_at_ms = Some(now.0);
                     outcome.replaced.push(id.clone());
                 }
