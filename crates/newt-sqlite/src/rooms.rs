@@ -78,7 +78,7 @@ impl SqliteTxn<'_> {
             &pickle,
         )?;
         let data = serde_json::to_string(&session.state).map_err(corrupt)?;
-        exec_cached(self.tx(), 
+        exec_cached(self.tx(),
                 "INSERT INTO outbound_sessions (room_id, session_id, pickle, data) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(room_id) DO UPDATE SET session_id = excluded.session_id,
                      pickle = excluded.pickle, data = excluded.data",
@@ -157,7 +157,7 @@ impl SqliteTxn<'_> {
             &pickle,
         )?;
         let data = serde_json::to_string(&session.info).map_err(corrupt)?;
-        exec_cached(self.tx(), 
+        exec_cached(self.tx(),
                 "INSERT INTO inbound_sessions (room_id, session_id, pickle, data) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(room_id, session_id) DO UPDATE SET pickle = excluded.pickle, data = excluded.data",
                 params![session.room_id, session.session_id, sealed, data],
@@ -200,7 +200,7 @@ impl SqliteTxn<'_> {
 
     pub(crate) fn undecrypted_save(&mut self, event: &UndecryptedEvent) -> Result<(), StoreError> {
         let data = serde_json::to_string(event).map_err(corrupt)?;
-        exec_cached(self.tx(), 
+        exec_cached(self.tx(),
                 "INSERT INTO undecrypted_events (room_id, event_id, session_id, received_at, data) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(room_id, event_id) DO UPDATE SET data = excluded.data",
                 params![event.room_id, event.event_id, event.session_id, event.received_at_ms as i64, data],

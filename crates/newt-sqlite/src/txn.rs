@@ -300,7 +300,7 @@ impl StoreTxn for SqliteTxn<'_> {
             retired: session.retired,
         };
         let data = serde_json::to_string(&times).map_err(corrupt)?;
-        exec_cached(&self.tx, 
+        exec_cached(&self.tx,
                 "INSERT INTO olm_sessions (sender_key, session_id, pickle, data) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(sender_key, session_id) DO UPDATE SET pickle = excluded.pickle, data = excluded.data",
                 params![session.sender_key, session.session_id, sealed, data],
@@ -385,7 +385,7 @@ impl StoreTxn for SqliteTxn<'_> {
             .key
             .seal(&format!("queued:{}", event.id), event.plaintext.as_bytes())
             .ok_or_else(|| StoreError::Backend("event too large".into()))?;
-        exec_cached(&self.tx, 
+        exec_cached(&self.tx,
                 "INSERT INTO queued_to_device (id, seq, data, sealed) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, data = excluded.data, sealed = excluded.sealed",
                 params![event.id, event.seq as i64, data, sealed],
