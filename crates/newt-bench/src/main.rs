@@ -5,8 +5,12 @@
 //! the median of several runs; the ratio newt/limit is what counts, since
 //! the machine is shared and noisy.
 
+mod cold_start;
+mod decrypt;
 mod first_share;
 mod fixtures;
+mod receive_keys;
+mod reshare;
 
 use newt_crypto::store::MemoryStore;
 use newt_sqlite::{SqliteStore, StoreKey};
@@ -52,35 +56,56 @@ fn pool(threads: usize) -> rayon::ThreadPool {
         .unwrap_or_else(|e| panic!("thread pool: {e}"))
 }
 
+fn sqlite() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let store = SqliteStore::open(&dir.path().join("b.db"), StoreKey::from_bytes([1; 32]))
+        .unwrap_or_else(|e| panic!("store: {e}"));
+    (dir, store)
+}
+
+/// Runs a workload on both stores and both thread counts.
+fn run_all(
+    rows: &mut Vec<Row>,
+    workload: &str,
+    limit: Duration,
+    reps: usize,
+    cores: usize,
+    memory: impl Fn(usize) -> Duration,
+    on_sqlite: impl Fn(usize) -> Duration,
+) {
+    let mut counts = vec![1, cores];
+    counts.dedup();
+    for threads in counts {
+        let m = median((0..reps).map(|_| memory(threads)).collect());
+        rows.push(Row {
+            workload: workload.to_owned(),
+            store: "memory",
+            threads,
+            newt: m,
+            limit,
+        });
+        let s = median((0..reps).map(|_| on_sqlite(threads)).collect());
+        rows.push(Row {
+            workload: workload.to_owned(),
+            store: "sqlite",
+            threads,
+            newt: s,
+            limit,
+        });
+    }
+}
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    // `--profile N`: run only first share at N on the memory store, for a
-    // profiler.
-    if let Some(n) = std::env::args()
-        .skip_while(|a| a != "--profile")
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(dir) = args
+        .iter()
+        .skip_while(|a| *a != "--cold-start-child")
         .nth(1)
-        .and_then(|n| n.parse().ok())
     {
-        let peers = fixtures::peers(n, n);
-        let input = first_share::limit_input(&peers);
-        if std::env::args().any(|a| a == "--sqlite") {
-            for _ in 0..3 {
-                let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-                let mut store =
-                    SqliteStore::open(&dir.path().join("b.db"), StoreKey::from_bytes([1; 32]))
-                        .unwrap_or_else(|e| panic!("store: {e}"));
-                let t = pool(1).install(|| first_share::newt(&mut store, &peers));
-                println!("sqlite {:.1} ms", ms(t));
-            }
-            return;
-        }
-        println!("limit {:.1} ms", ms(first_share::limit(&input)));
-        for _ in 0..3 {
-            let t = pool(1).install(|| first_share::newt(&mut MemoryStore::new(), &peers));
-            println!("{:.1} ms", ms(t));
-        }
+        cold_start::child(std::path::Path::new(dir));
         return;
     }
+    let quick = args.iter().any(|a| a == "--quick");
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -93,46 +118,83 @@ fn main() {
             let peers = fixtures::peers(users, n);
             let input = first_share::limit_input(&peers);
             let limit = median((0..reps).map(|_| first_share::limit(&input)).collect());
-            for threads in [1, cores] {
-                let workload = format!("first share N={n} ({label})");
-                let memory = median(
-                    (0..reps)
-                        .map(|_| {
-                            pool(threads)
-                                .install(|| first_share::newt(&mut MemoryStore::new(), &peers))
-                        })
-                        .collect(),
-                );
-                rows.push(Row {
-                    workload: workload.clone(),
-                    store: "memory",
-                    threads,
-                    newt: memory,
-                    limit,
-                });
-                let sqlite = median(
-                    (0..reps)
-                        .map(|_| {
-                            let dir =
-                                tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-                            let mut store = SqliteStore::open(
-                                &dir.path().join("b.db"),
-                                StoreKey::from_bytes([1; 32]),
-                            )
-                            .unwrap_or_else(|e| panic!("store: {e}"));
-                            pool(threads).install(|| first_share::newt(&mut store, &peers))
-                        })
-                        .collect(),
-                );
-                rows.push(Row {
-                    workload,
-                    store: "sqlite",
-                    threads,
-                    newt: sqlite,
-                    limit,
-                });
-            }
+            run_all(
+                &mut rows,
+                &format!("first share N={n} ({label})"),
+                limit,
+                reps,
+                cores,
+                |t| pool(t).install(|| first_share::newt(&mut MemoryStore::new(), &peers)),
+                |t| pool(t).install(|| first_share::newt(&mut sqlite().1, &peers)),
+            );
         }
+        let peers = fixtures::peers(n, n);
+        let mut input = reshare::limit_input(&peers);
+        let limit = median((0..reps).map(|_| reshare::limit(&mut input)).collect());
+        run_all(
+            &mut rows,
+            &format!("re-share N={n}"),
+            limit,
+            reps,
+            cores,
+            |t| pool(t).install(|| reshare::newt(&mut MemoryStore::new(), &peers)),
+            |t| pool(t).install(|| reshare::newt(&mut sqlite().1, &peers)),
+        );
     }
+    let receive_n = if quick { 100 } else { 1000 };
+    let peers = fixtures::peers(receive_n, receive_n);
+    let limit = median(
+        (0..reps)
+            .map(|_| receive_keys::limit(&mut receive_keys::limit_input(&peers)))
+            .collect(),
+    );
+    run_all(
+        &mut rows,
+        &format!("receive keys ({receive_n} in one sync)"),
+        limit,
+        reps,
+        cores,
+        |t| pool(t).install(|| receive_keys::newt(&mut MemoryStore::new(), &peers)),
+        |t| pool(t).install(|| receive_keys::newt(&mut sqlite().1, &peers)),
+    );
+    let (sessions, per) = if quick { (10, 1000) } else { (100, 1000) };
+    let input = decrypt::input(sessions, per);
+    let limit = median((0..3).map(|_| decrypt::limit(&input)).collect());
+    run_all(
+        &mut rows,
+        &format!("decrypt {} events in order", sessions * per),
+        limit,
+        3,
+        1,
+        |t| pool(t).install(|| decrypt::newt(&mut MemoryStore::new(), &input)),
+        |t| pool(t).install(|| decrypt::newt(&mut sqlite().1, &input)),
+    );
     print(&rows);
+
+    let cold = if quick { 10_000 } else { 100_000 };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    cold_start::prepare(dir.path(), cold);
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let mut runs = Vec::new();
+    for _ in 0..reps {
+        let out = std::process::Command::new(&exe)
+            .arg("--cold-start-child")
+            .arg(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut parts = text.split_whitespace();
+        let time: f64 = parts
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN);
+        let peak: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        runs.push((time, peak));
+    }
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (time, peak) = runs[runs.len() / 2];
+    println!(
+        "\ncold start: open a store of {cold} inbound sessions and decrypt one event: {time:.1} ms, peak RSS {:.1} MB",
+        peak as f64 / 1024.0
+    );
 }

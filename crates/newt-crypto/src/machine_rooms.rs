@@ -15,10 +15,7 @@ use serde_json::Value;
 
 impl OlmMachine {
     pub(crate) fn megolm_me(&self) -> megolm::decrypt::Me<'_> {
-        megolm::decrypt::Me {
-            user_id: self.user_id().as_str(),
-            device_id: self.device_id().as_str(),
-        }
+        megolm::decrypt::Me::new(self.user_id().as_str(), self.device_id().as_str())
     }
 
     /// Room keys and withheld notices among the to-device outcomes, then
@@ -32,6 +29,8 @@ impl OlmMachine {
     ) -> Result<(), StoreError> {
         let opened = megolm::absorb_to_device(txn, &self.megolm_me(), &outcome.to_device)?;
         outcome.room_events.extend(opened);
+        // One cache for every timeline event of this input.
+        let me = self.megolm_me();
         for update in rooms {
             let state: Vec<&Value> = update
                 .state_events
@@ -66,8 +65,7 @@ impl OlmMachine {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned();
-                let result =
-                    megolm::decrypt::decrypt(txn, &self.megolm_me(), &update.room_id, event, now)?;
+                let result = megolm::decrypt::decrypt(txn, &me, &update.room_id, event, now)?;
                 outcome.room_events.push(RoomEventOutcome {
                     room_id: update.room_id.clone(),
                     event_id,

@@ -18,6 +18,28 @@ fn malformed(detail: &str) -> RoomDecryptError {
 pub(crate) struct Me<'a> {
     pub(crate) user_id: &'a str,
     pub(crate) device_id: &'a str,
+    /// Sessions and device facts already loaded in this input: a sync
+    /// decrypts many events of few sessions. Decrypting never changes a
+    /// stored inbound session, so the copies stay right for the input.
+    pub(crate) cache: std::cell::RefCell<BatchCache>,
+}
+
+/// What one input has loaded already.
+#[derive(Default)]
+pub(crate) struct BatchCache {
+    sessions:
+        std::collections::BTreeMap<(String, String), (InboundGroupSession, InboundInfo, String)>,
+    devices: std::collections::BTreeMap<(OwnedUserId, OwnedDeviceId, String, String), Option<bool>>,
+}
+
+impl<'a> Me<'a> {
+    pub(crate) fn new(user_id: &'a str, device_id: &'a str) -> Self {
+        Self {
+            user_id,
+            device_id,
+            cache: Default::default(),
+        }
+    }
 }
 
 /// MEG-10, MEG-11: how far an event can be trusted.
@@ -43,15 +65,33 @@ fn verdict(
     if sender.as_str() == me.user_id && device_id.as_str() == me.device_id {
         return Ok(TrustVerdict::Verified);
     }
-    let device = txn.load_devices(sender)?.into_iter().find(|d| {
-        d.device_id == *device_id
-            && d.curve25519 == info.sender_key
-            && d.ed25519 == info.claimed_ed25519
-    });
-    Ok(match device {
+    let key = (
+        sender.clone(),
+        device_id.clone(),
+        info.sender_key.clone(),
+        info.claimed_ed25519.clone(),
+    );
+    let cached = me.cache.borrow().devices.get(&key).copied();
+    let verified = match cached {
+        Some(found) => found,
+        None => {
+            let found = txn
+                .load_devices(sender)?
+                .into_iter()
+                .find(|d| {
+                    d.device_id == *device_id
+                        && d.curve25519 == info.sender_key
+                        && d.ed25519 == info.claimed_ed25519
+                })
+                .map(|d| d.local.verified);
+            me.cache.borrow_mut().devices.insert(key, found);
+            found
+        }
+    };
+    Ok(match verified {
         None => TrustVerdict::UnknownDevice,
-        Some(d) if d.local.verified => TrustVerdict::Verified,
-        Some(_) => TrustVerdict::UnverifiedDevice,
+        Some(true) => TrustVerdict::Verified,
+        Some(false) => TrustVerdict::UnverifiedDevice,
     })
 }
 
@@ -124,7 +164,19 @@ pub(crate) fn attempt(
         return Ok(Err(malformed("ciphertext is not a Megolm message")));
     };
     // MEG-05: looked up by room and session, never by sender key.
-    let Some(record) = txn.load_inbound(room_id, session_id)? else {
+    let cache_key = (room_id.to_owned(), session_id.to_owned());
+    let cached = me.cache.borrow_mut().sessions.remove(&cache_key);
+    let loaded = match cached {
+        Some(hit) => Some(hit),
+        None => txn.load_inbound(room_id, session_id)?.map(|r| {
+            (
+                InboundGroupSession::from_pickle(r.pickle),
+                r.info,
+                r.room_id,
+            )
+        }),
+    };
+    let Some((mut session, info, record_room)) = loaded else {
         if let Some(notice) = txn.load_withheld(room_id, session_id)? {
             return Ok(Err(RoomDecryptError::Withheld {
                 session_id: session_id.to_owned(),
@@ -146,8 +198,13 @@ pub(crate) fn attempt(
             session_id: session_id.to_owned(),
         }));
     };
-    let mut session = InboundGroupSession::from_pickle(record.pickle);
-    let decrypted = match session.decrypt(&message) {
+    let attempt = session.decrypt(&message);
+    let (record_room, info) = (record_room.clone(), info.clone());
+    me.cache
+        .borrow_mut()
+        .sessions
+        .insert(cache_key, (session, info.clone(), record_room.clone()));
+    let decrypted = match attempt {
         Ok(d) => d,
         Err(DecryptionError::UnknownMessageIndex(first_known, index)) => {
             return Ok(Err(RoomDecryptError::UnknownIndex {
@@ -187,7 +244,7 @@ pub(crate) fn attempt(
         .get("room_id")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if payload_room != room_id || record.room_id != room_id {
+    if payload_room != room_id || record_room != room_id {
         return Ok(Err(RoomDecryptError::WrongRoom {
             payload_room: payload_room.to_owned(),
         }));
@@ -208,8 +265,8 @@ pub(crate) fn attempt(
             inner.insert("m.relates_to".into(), relates_to.clone());
         }
     }
-    let trust = verdict(txn, me, &sender, &record.info)?;
-    let sender_device: Option<OwnedDeviceId> = record.info.sender_device.clone();
+    let trust = verdict(txn, me, &sender, &info)?;
+    let sender_device: Option<OwnedDeviceId> = info.sender_device.clone();
     Ok(Ok(DecryptedRoomEvent {
         room_id: room_id.to_owned(),
         event_id: event_id.to_owned(),

@@ -1,0 +1,142 @@
+//! Decrypt: Megolm events from sync-shaped JSON (sessions × events each)
+//! through the machine's whole path (parse, find the session, replay
+//! check, decrypt, trust verdict), one sync of 1,000 events per input.
+//! The limit: the same Megolm decryptions of pre-parsed messages.
+
+use newt_crypto::ruma::{OwnedDeviceId, UserId};
+use newt_crypto::store::{InboundInfo, InboundRecord, KeySource, Store, StoreTxn};
+use newt_crypto::{OlmMachine, RoomUpdate, SyncChanges, Timestamp};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use vodozemac::megolm::{GroupSession, InboundGroupSession, MegolmMessage, SessionConfig};
+
+const NOW: Timestamp = Timestamp(1_700_000_000_000);
+const ROOM: &str = "!bench:bench.example";
+
+/// The workload: inbound sessions and their events, in arrival order.
+pub struct Input {
+    sessions: Vec<GroupSession>,
+    pub events: Vec<Value>,
+}
+
+/// `sessions` sessions with `per_session` events each, interleaved.
+pub fn input(sessions: usize, per_session: usize) -> Input {
+    let mut groups: Vec<GroupSession> = (0..sessions)
+        .map(|_| GroupSession::new(SessionConfig::version_1()))
+        .collect();
+    let originals: Vec<GroupSession> = groups
+        .iter()
+        .map(|g| GroupSession::from_pickle(g.pickle()))
+        .collect();
+    let mut events = Vec::with_capacity(sessions * per_session);
+    for i in 0..per_session {
+        for (s, group) in groups.iter_mut().enumerate() {
+            let plaintext = json!({"type": "m.room.message", "room_id": ROOM, "content": {"msgtype": "m.text", "body": format!("message {i}")}});
+            let message = group.encrypt(plaintext.to_string());
+            events.push(json!({
+                "type": "m.room.encrypted", "sender": "@peer:bench.example",
+                "event_id": format!("$e{s}_{i}"), "origin_server_ts": 1_700_000_000_000u64 + i as u64, "room_id": ROOM,
+                "content": {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": message.to_base64(),
+                    "session_id": group.session_id(), "sender_key": "peercurve", "device_id": "PEER"},
+            }));
+        }
+    }
+    Input {
+        sessions: originals,
+        events,
+    }
+}
+
+/// Stores the inbound sessions (untimed) and opens a machine.
+fn setup<S: Store>(store: &mut S, input: &Input) -> OlmMachine {
+    let user = UserId::parse("@me:bench.example").unwrap_or_else(|_| unreachable!());
+    let device: OwnedDeviceId = "ME".into();
+    let Ok(mut txn) = store.transaction() else {
+        unreachable!()
+    };
+    let machine =
+        OlmMachine::open(&mut txn, &user, &device, NOW).unwrap_or_else(|_| unreachable!());
+    for group in &input.sessions {
+        let inbound = InboundGroupSession::new(&group.session_key(), SessionConfig::version_1());
+        let _ = txn.save_inbound(&InboundRecord {
+            room_id: ROOM.into(),
+            session_id: group.session_id(),
+            pickle: inbound.pickle(),
+            info: InboundInfo {
+                sender_key: "peercurve".into(),
+                claimed_ed25519: "peered".into(),
+                sender_user: Some(
+                    "@peer:bench.example"
+                        .try_into()
+                        .unwrap_or_else(|_| unreachable!()),
+                ),
+                sender_device: Some("PEER".into()),
+                first_known_index: 0,
+                source: KeySource::RoomKey,
+                shared_history: false,
+            },
+        });
+    }
+    let _ = txn.commit();
+    machine
+}
+
+/// newt's time for every event, 1,000 per sync.
+pub fn newt<S: Store>(store: &mut S, input: &Input) -> Duration {
+    let machine = setup(store, input);
+    let start = Instant::now();
+    let mut decrypted = 0;
+    for chunk in input.events.chunks(1000) {
+        let mut changes = SyncChanges::default();
+        changes.rooms = vec![RoomUpdate::new(ROOM, Vec::new(), chunk.to_vec(), false)];
+        let Ok(mut txn) = store.transaction() else {
+            unreachable!()
+        };
+        if let Ok(outcome) = machine.receive_sync_changes(&mut txn, &changes, NOW) {
+            decrypted += outcome
+                .room_events
+                .iter()
+                .filter(|o| o.result.is_ok())
+                .count();
+        }
+        let _ = txn.commit();
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(
+        decrypted,
+        input.events.len(),
+        "newt did not decrypt every event"
+    );
+    elapsed
+}
+
+/// The limit: every decryption, messages parsed untimed.
+pub fn limit(input: &Input) -> Duration {
+    let mut sessions: Vec<(String, InboundGroupSession)> = input
+        .sessions
+        .iter()
+        .map(|g| {
+            (
+                g.session_id(),
+                InboundGroupSession::new(&g.session_key(), SessionConfig::version_1()),
+            )
+        })
+        .collect();
+    let messages: Vec<(usize, MegolmMessage)> = input
+        .events
+        .iter()
+        .filter_map(|e| {
+            let id = e["content"]["session_id"].as_str()?;
+            let index = sessions.iter().position(|(s, _)| s == id)?;
+            Some((
+                index,
+                MegolmMessage::from_base64(e["content"]["ciphertext"].as_str()?).ok()?,
+            ))
+        })
+        .collect();
+    let start = Instant::now();
+    for (index, message) in &messages {
+        let _ = sessions[*index].1.decrypt(message);
+    }
+    start.elapsed()
+}

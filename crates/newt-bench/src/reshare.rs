@@ -1,0 +1,73 @@
+//! Re-share: the same devices after a rotation, Olm sessions already
+//! there. Timed: encrypting a new `m.room_key` for every device into
+//! `/sendToDevice` bodies. The limit: the same encryptions.
+
+use crate::first_share;
+use crate::fixtures::{self, PeerDevice};
+use newt_crypto::ruma::{OwnedDeviceId, OwnedUserId, UserId};
+use newt_crypto::store::Store;
+use newt_crypto::{OlmMachine, Recipients, RequestKind, Timestamp};
+use std::time::{Duration, Instant};
+use vodozemac::Curve25519PublicKey;
+use vodozemac::olm::{Account, Session, SessionConfig};
+
+const NOW: Timestamp = Timestamp(1_700_000_000_000);
+
+/// newt's time: sessions are made by a first share (untimed), then a
+/// second key goes to everyone.
+pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
+    first_share::newt(store, peers);
+    let user = UserId::parse("@me:bench.example").unwrap_or_else(|_| unreachable!());
+    let device: OwnedDeviceId = "ME".into();
+    let Ok(mut txn) = store.transaction() else {
+        unreachable!()
+    };
+    let machine =
+        OlmMachine::open(&mut txn, &user, &device, NOW).unwrap_or_else(|_| unreachable!());
+    let _ = newt_crypto::store::StoreTxn::commit(txn);
+    let mut users: Vec<OwnedUserId> = peers
+        .iter()
+        .filter_map(|p| OwnedUserId::try_from(p.user.as_str()).ok())
+        .collect();
+    users.sort();
+    users.dedup();
+    let content = fixtures::room_key_content();
+    let start = Instant::now();
+    let Ok(mut txn) = store.transaction() else {
+        unreachable!()
+    };
+    let outcome =
+        machine.encrypt_to_device(&mut txn, "m.room_key", &content, &Recipients::Users(users));
+    let bodies = machine.outgoing_requests(&mut txn, NOW).unwrap_or_default();
+    let _ = newt_crypto::store::StoreTxn::commit(txn);
+    let elapsed = start.elapsed();
+    assert_eq!(outcome.map(|o| o.sent_to.len()).unwrap_or(0), peers.len());
+    assert!(bodies.iter().any(|b| b.kind() == RequestKind::ToDevice));
+    elapsed
+}
+
+/// Sessions for the limit, made untimed.
+pub fn limit_input(peers: &[PeerDevice]) -> (Vec<Session>, String) {
+    let me = Account::new();
+    let sessions = peers
+        .iter()
+        .filter_map(|p| {
+            let otk = Curve25519PublicKey::from_base64(p.otk["key"].as_str()?).ok()?;
+            me.create_outbound_session(SessionConfig::version_1(), p.account.curve25519_key(), otk)
+                .ok()
+        })
+        .collect();
+    let payload =
+        serde_json::json!({"type": "m.room_key", "content": fixtures::room_key_content()})
+            .to_string();
+    (sessions, payload)
+}
+
+/// The limit: one encryption per device.
+pub fn limit(input: &mut (Vec<Session>, String)) -> Duration {
+    let start = Instant::now();
+    for session in &mut input.0 {
+        let _ = session.encrypt(input.1.as_bytes());
+    }
+    start.elapsed()
+}
