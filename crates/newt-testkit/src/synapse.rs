@@ -196,6 +196,9 @@ fn overrides(port: u16, dir: &Path, secret: &str, options: &SynapseOptions) -> V
         "report_stats": false,
         "pid_file": dir.join("homeserver.pid"),
         "suppress_key_server_warning": true,
+        // Test passwords need no brute-force resistance; hashing them at
+        // the default cost makes each login take a quarter second.
+        "bcrypt_rounds": 4,
     });
     if !options.rate_limits {
         let unlimited = json!({"per_second": 10000, "burst_count": 100000});

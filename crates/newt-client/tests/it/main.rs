@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(clippy::cloned_ref_to_slice_refs, clippy::type_complexity)]
 
+mod batching;
 mod common;
 mod interop;
 mod keys;
