@@ -269,7 +269,16 @@ impl Client {
             self.messages
                 .extend(crate::messages::collect(&timelines, &outcome.room_events));
         }
-        let requests_sent = self.process_outgoing().await?;
+        // The sync itself is committed; requests it caused (queries, claims)
+        // that cannot get through now are retried by the next round.
+        let requests_sent = match self.process_outgoing().await {
+            Ok(sent) => sent,
+            Err(ClientError::Http(error)) => {
+                tracing::warn!(%error, "requests after sync failed; retrying next round");
+                0
+            }
+            Err(other) => return Err(other),
+        };
         Ok(SyncSummary {
             next_batch,
             requests_sent,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What to do with a matching request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Action {
     /// Answer with this status without forwarding; for 429 the body is
@@ -37,6 +37,29 @@ pub enum Action {
     /// Forward, then never answer: the client hangs as if the process had
     /// stalled before reading the response.
     HoldResponse,
+    /// Forward, then keep the response until [`Proxy::release`] is called
+    /// (a held `/sync`, for instance).
+    HoldUntilReleased,
+    /// Forward, then rewrite the JSON response before passing it back (a
+    /// lying server).
+    Rewrite(Rewriter),
+}
+
+/// A function that rewrites a JSON response in place.
+pub type Rewriter = Arc<dyn Fn(&mut serde_json::Value) + Send + Sync>;
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Status { code, .. } => write!(f, "Status({code})"),
+            Self::Reset => f.write_str("Reset"),
+            Self::Delay(d) => write!(f, "Delay({d:?})"),
+            Self::DropResponse => f.write_str("DropResponse"),
+            Self::HoldResponse => f.write_str("HoldResponse"),
+            Self::HoldUntilReleased => f.write_str("HoldUntilReleased"),
+            Self::Rewrite(_) => f.write_str("Rewrite"),
+        }
+    }
 }
 
 /// A fault rule.
@@ -92,6 +115,7 @@ struct State {
 pub struct Proxy {
     port: u16,
     state: Arc<Mutex<State>>,
+    release: Arc<tokio::sync::watch::Sender<u64>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -106,16 +130,26 @@ impl Proxy {
         let state = Arc::new(Mutex::new(State::default()));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let thread_state = state.clone();
+        let (release, _) = tokio::sync::watch::channel(0u64);
+        let release = Arc::new(release);
+        let thread_release = release.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
         let thread = std::thread::spawn(move || {
-            runtime.block_on(serve(std_listener, upstream_port, thread_state, stop_rx));
+            runtime.block_on(serve(
+                std_listener,
+                upstream_port,
+                thread_state,
+                thread_release,
+                stop_rx,
+            ));
         });
         Ok(Self {
             port,
             state,
+            release,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -134,6 +168,11 @@ impl Proxy {
     /// Adds a rule; rules are tried in the order added.
     pub fn add_rule(&self, rule: Rule) {
         lock(&self.state).rules.push(rule);
+    }
+
+    /// Lets every response held by [`Action::HoldUntilReleased`] go.
+    pub fn release(&self) {
+        self.release.send_modify(|generation| *generation += 1);
     }
 
     /// Removes every rule.
@@ -189,6 +228,7 @@ async fn serve(
     listener: std::net::TcpListener,
     upstream: u16,
     state: Arc<Mutex<State>>,
+    release: Arc<tokio::sync::watch::Sender<u64>>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
@@ -203,9 +243,17 @@ async fn serve(
         let Ok((stream, _)) = accepted else { continue };
         let state = state.clone();
         let client = client.clone();
+        let release = release.clone();
         tokio::spawn(async move {
-            let service =
-                service_fn(move |req| handle(req, upstream, state.clone(), client.clone()));
+            let service = service_fn(move |req| {
+                handle(
+                    req,
+                    upstream,
+                    state.clone(),
+                    client.clone(),
+                    release.clone(),
+                )
+            });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
@@ -220,7 +268,10 @@ async fn handle(
     upstream: u16,
     state: Arc<Mutex<State>>,
     client: reqwest::Client,
+    release: Arc<tokio::sync::watch::Sender<u64>>,
 ) -> ProxyResult {
+    let mut released = release.subscribe();
+    let held_at = *released.borrow();
     let method = req.method().to_string();
     let path = req
         .uri()
@@ -282,11 +333,32 @@ async fn handle(
     let upstream_resp = forward.send().await.map_err(std::io::Error::other)?;
     let status = upstream_resp.status().as_u16();
     let content_type = upstream_resp.headers().get("content-type").cloned();
-    let bytes = upstream_resp.bytes().await.map_err(std::io::Error::other)?;
+    let mut bytes = upstream_resp.bytes().await.map_err(std::io::Error::other)?;
     lock(&state).log[index].upstream_status = Some(status);
     match action {
         Some(Action::DropResponse) => Err(std::io::Error::other("response dropped by fault rule")),
         Some(Action::HoldResponse) => std::future::pending().await,
+        Some(Action::HoldUntilReleased) | Some(Action::Rewrite(_)) => {
+            if let Some(Action::Rewrite(rewrite)) = &action
+                && let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            {
+                rewrite(&mut json);
+                bytes = Bytes::from(json.to_string());
+            }
+            if matches!(action, Some(Action::HoldUntilReleased)) {
+                while *released.borrow() == held_at {
+                    if released.changed().await.is_err() {
+                        break;
+                    }
+                }
+            }
+            let mut resp = Response::new(Full::new(bytes));
+            *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            if let Some(ct) = content_type {
+                resp.headers_mut().insert(hyper::header::CONTENT_TYPE, ct);
+            }
+            Ok(resp)
+        }
         _ => {
             let mut resp = Response::new(Full::new(bytes));
             *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);

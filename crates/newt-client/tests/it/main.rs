@@ -6,6 +6,7 @@
 
 mod batching;
 mod common;
+mod faults;
 mod interop;
 mod keys;
 mod olm;
