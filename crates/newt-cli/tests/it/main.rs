@@ -4,6 +4,7 @@
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
 mod conversation;
+mod crash;
 
 use newt_testkit::Synapse;
 use serde_json::Value;
