@@ -43,7 +43,15 @@ pub enum KeyExportError {
     /// The MAC does not match: wrong passphrase or damaged file.
     #[error("wrong passphrase, or the file is damaged")]
     BadMac,
+    /// The file asks for more key-derivation rounds than any exporter
+    /// uses; refused rather than spending minutes on it.
+    #[error("the key file asks for {0} key-derivation rounds (at most {MAX_ROUNDS} are accepted)")]
+    TooManyRounds(u32),
 }
+
+/// The most PBKDF2 rounds an import accepts (exporters use 100,000 to
+/// 500,000; the public vectors 10 and 1,000).
+pub const MAX_ROUNDS: u32 = 10_000_000;
 
 fn derive(passphrase: &str, salt: &[u8], rounds: u32) -> Zeroizing<[u8; 64]> {
     let mut keys = Zeroizing::new([0u8; 64]);
@@ -130,6 +138,9 @@ pub fn decrypt(file: &str, passphrase: &str) -> Result<Zeroizing<Vec<u8>>, KeyEx
     let salt = &body[1..17];
     let iv = &body[17..33];
     let rounds = u32::from_be_bytes([body[33], body[34], body[35], body[36]]);
+    if rounds > MAX_ROUNDS {
+        return Err(KeyExportError::TooManyRounds(rounds));
+    }
     let (signed, tag) = body.split_at(body.len() - MAC);
     let keys = derive(passphrase, salt, rounds);
     mac(&keys[32..], signed)?

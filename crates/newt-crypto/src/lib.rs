@@ -37,6 +37,9 @@ pub mod b64;
 mod backoff;
 pub mod canonical;
 mod device_keys;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod key_cache;
 pub mod key_export;
 mod machine;

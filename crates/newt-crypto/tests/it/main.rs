@@ -9,5 +9,6 @@ mod olm;
 mod raw_peer;
 mod rooms;
 mod rooms_router;
+mod roundtrip;
 mod router;
 mod tracking;

@@ -1,0 +1,6 @@
+#![no_main]
+//! Fuzzes `newt_crypto::fuzz_entry::to_device`: it must never panic.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    newt_crypto::fuzz_entry::to_device(data);
+});
