@@ -49,10 +49,13 @@ pub fn to_device(data: &[u8]) {
     let (Some(machine), Some(value)) = (machine(&mut store), json(data)) else {
         return;
     };
-    let mut changes = SyncChanges::default();
-    changes.to_device_events = match value {
+    let events = match value {
         Value::Array(events) => events,
         other => vec![other],
+    };
+    let changes = SyncChanges {
+        to_device_events: events,
+        ..SyncChanges::default()
     };
     if let Ok(mut txn) = store.transaction() {
         let _ = machine.receive_sync_changes(&mut txn, &changes, NOW);
@@ -68,13 +71,16 @@ pub fn room_event(data: &[u8]) {
     if let Ok(mut txn) = store.transaction() {
         let _ = machine.decrypt_room_event(&mut txn, "!r:example.org", &event, NOW);
         let _ = machine.explain_room_event(&mut txn, "!r:example.org", &event);
-        let mut changes = SyncChanges::default();
-        changes.rooms = vec![RoomUpdate::new(
+        let rooms = vec![RoomUpdate::new(
             "!r:example.org",
             vec![event.clone()],
             vec![event],
             true,
         )];
+        let changes = SyncChanges {
+            rooms,
+            ..SyncChanges::default()
+        };
         let _ = machine.receive_sync_changes(&mut txn, &changes, NOW);
     }
 }
