@@ -9,6 +9,7 @@ mod common;
 mod faults;
 mod interop;
 mod keys;
+mod lying_server;
 mod olm;
 mod retries;
 mod rooms;
