@@ -165,7 +165,7 @@ fn main() {
         &format!("decrypt {} events in order", sessions * per),
         limit,
         3,
-        1,
+        cores,
         |t| pool(t).install(|| decrypt::newt(&mut MemoryStore::new(), &input)),
         |t| pool(t).install(|| decrypt::newt(&mut sqlite().1, &input)),
     );

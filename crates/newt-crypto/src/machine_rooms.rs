@@ -56,10 +56,16 @@ impl OlmMachine {
             if effects.left {
                 megolm::share::invalidate(txn, &update.room_id)?;
             }
-            for event in &update.timeline_events {
-                if event.get("type").and_then(Value::as_str) != Some("m.room.encrypted") {
-                    continue;
-                }
+            let encrypted: Vec<&Value> = update
+                .timeline_events
+                .iter()
+                .filter(|e| e.get("type").and_then(Value::as_str) == Some("m.room.encrypted"))
+                .collect();
+            // Many events: decrypt them on every core first.
+            if encrypted.len() >= 32 {
+                megolm::decrypt::decrypt_ahead(txn, &me, &update.room_id, &encrypted)?;
+            }
+            for event in encrypted {
                 let event_id = event
                     .get("event_id")
                     .and_then(Value::as_str)

@@ -29,6 +29,11 @@ pub(crate) struct Me<'a> {
 pub(crate) struct BatchCache {
     sessions:
         std::collections::BTreeMap<(String, String), (InboundGroupSession, InboundInfo, String)>,
+    /// Results of decrypting ahead, in parallel, by session and ciphertext.
+    decrypted: std::collections::BTreeMap<
+        (String, String, String),
+        Result<vodozemac::megolm::DecryptedMessage, String>,
+    >,
     devices: std::collections::BTreeMap<(OwnedUserId, OwnedDeviceId, String, String), Option<bool>>,
 }
 
@@ -198,7 +203,16 @@ pub(crate) fn attempt(
             session_id: session_id.to_owned(),
         }));
     };
-    let attempt = session.decrypt(&message);
+    let ahead = me.cache.borrow_mut().decrypted.remove(&(
+        room_id.to_owned(),
+        session_id.to_owned(),
+        ciphertext.to_owned(),
+    ));
+    let attempt = match ahead {
+        Some(Ok(done)) => Ok(done),
+        // Failures are decrypted again here, to keep their exact reason.
+        _ => session.decrypt(&message),
+    };
     let (record_room, info) = (record_room.clone(), info.clone());
     me.cache
         .borrow_mut()
@@ -279,6 +293,75 @@ pub(crate) fn attempt(
         message_index: index,
         trust,
     }))
+}
+
+/// Decrypts a batch of events ahead of [`decrypt`], one session per core:
+/// the per-event checks that follow stay in order, in one thread.
+pub(crate) fn decrypt_ahead(
+    txn: &mut impl StoreTxn,
+    me: &Me<'_>,
+    room_id: &str,
+    events: &[&Value],
+) -> Result<(), StoreError> {
+    use rayon::prelude::*;
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for event in events {
+        let content = event.get("content");
+        let field = |name: &str| content.and_then(|c| c.get(name)).and_then(Value::as_str);
+        if let (Some(session_id), Some(ciphertext)) = (field("session_id"), field("ciphertext")) {
+            groups
+                .entry(session_id.to_owned())
+                .or_default()
+                .push(ciphertext.to_owned());
+        }
+    }
+    let mut work = Vec::new();
+    for (session_id, ciphertexts) in groups {
+        let key = (room_id.to_owned(), session_id.clone());
+        if !me.cache.borrow().sessions.contains_key(&key)
+            && let Some(record) = txn.load_inbound(room_id, &session_id)?
+        {
+            let session = InboundGroupSession::from_pickle(record.pickle);
+            me.cache
+                .borrow_mut()
+                .sessions
+                .insert(key.clone(), (session, record.info, record.room_id));
+        }
+        // Each core works on its own copy; the cached one stays as is.
+        let copy = me
+            .cache
+            .borrow()
+            .sessions
+            .get(&key)
+            .map(|(s, _, _)| InboundGroupSession::from_pickle(s.pickle()));
+        if let Some(copy) = copy {
+            work.push((session_id, copy, ciphertexts));
+        }
+    }
+    let results: Vec<
+        Vec<(
+            (String, String, String),
+            Result<vodozemac::megolm::DecryptedMessage, String>,
+        )>,
+    > = work
+        .into_par_iter()
+        .map(|(session_id, mut session, ciphertexts)| {
+            ciphertexts
+                .into_iter()
+                .map(|ciphertext| {
+                    let result = MegolmMessage::from_base64(&ciphertext)
+                        .map_err(|e| e.to_string())
+                        .and_then(|m| session.decrypt(&m).map_err(|e| e.to_string()));
+                    ((room_id.to_owned(), session_id.clone(), ciphertext), result)
+                })
+                .collect()
+        })
+        .collect();
+    me.cache
+        .borrow_mut()
+        .decrypted
+        .extend(results.into_iter().flatten());
+    Ok(())
 }
 
 /// REC-05: retries the events waiting for `(room_id, session_id)`.
