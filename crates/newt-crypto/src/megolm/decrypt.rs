@@ -24,6 +24,11 @@ pub(crate) struct Me<'a> {
     pub(crate) cache: std::cell::RefCell<BatchCache>,
 }
 
+/// Room, session and ciphertext of a message decrypted ahead.
+type AheadKey = (String, String, String);
+/// A message decrypted ahead, or why not.
+type AheadResult = Result<vodozemac::megolm::DecryptedMessage, String>;
+
 /// What one input has loaded already.
 #[derive(Default)]
 pub(crate) struct BatchCache {
@@ -338,12 +343,7 @@ pub(crate) fn decrypt_ahead(
             work.push((session_id, copy, ciphertexts));
         }
     }
-    let results: Vec<
-        Vec<(
-            (String, String, String),
-            Result<vodozemac::megolm::DecryptedMessage, String>,
-        )>,
-    > = work
+    let results: Vec<Vec<(AheadKey, AheadResult)>> = work
         .into_par_iter()
         .map(|(session_id, mut session, ciphertexts)| {
             ciphertexts
