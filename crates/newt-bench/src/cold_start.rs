@@ -1,7 +1,7 @@
 //! Cold start: open a store holding many inbound sessions and decrypt one
 //! event, in a fresh process so its peak memory is its own.
 
-use newt_crypto::ruma::{OwnedDeviceId, UserId};
+use newt_crypto::ruma::OwnedDeviceId;
 use newt_crypto::store::{InboundInfo, InboundRecord, KeySource, StoreTxn};
 use newt_crypto::{OlmMachine, Timestamp};
 use newt_sqlite::{SqliteStore, StoreKey};
@@ -14,7 +14,7 @@ const NOW: Timestamp = Timestamp(1_700_000_000_000);
 const ROOM: &str = "!bench:bench.example";
 
 fn user() -> newt_crypto::ruma::OwnedUserId {
-    UserId::parse("@me:bench.example").unwrap_or_else(|_| unreachable!())
+    crate::fixtures::me().0
 }
 
 /// Writes a store with `sessions` inbound sessions and one event for the
@@ -25,7 +25,7 @@ pub fn prepare(dir: &Path, sessions: usize) {
     let Ok(mut txn) = store.begin() else {
         unreachable!()
     };
-    let device: OwnedDeviceId = "ME".into();
+    let device: OwnedDeviceId = crate::fixtures::me().1;
     let _ = OlmMachine::open(&mut txn, &user(), &device, NOW);
     let mut last = None;
     for _ in 0..sessions {
@@ -73,7 +73,7 @@ pub fn child(dir: &Path) {
     let Ok(mut txn) = store.begin() else {
         unreachable!()
     };
-    let device: OwnedDeviceId = "ME".into();
+    let device: OwnedDeviceId = crate::fixtures::me().1;
     let machine =
         OlmMachine::open(&mut txn, &user(), &device, NOW).unwrap_or_else(|e| panic!("{e}"));
     let decrypted = machine

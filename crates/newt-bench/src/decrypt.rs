@@ -3,7 +3,7 @@
 //! check, decrypt, trust verdict), one sync of 1,000 events per input.
 //! The limit: the same Megolm decryptions of pre-parsed messages.
 
-use newt_crypto::ruma::{OwnedDeviceId, UserId};
+use crate::fixtures;
 use newt_crypto::store::{InboundInfo, InboundRecord, KeySource, Store, StoreTxn};
 use newt_crypto::{OlmMachine, RoomUpdate, SyncChanges, Timestamp};
 use serde_json::{Value, json};
@@ -49,8 +49,7 @@ pub fn input(sessions: usize, per_session: usize) -> Input {
 
 /// Stores the inbound sessions (untimed) and opens a machine.
 fn setup<S: Store>(store: &mut S, input: &Input) -> OlmMachine {
-    let user = UserId::parse("@me:bench.example").unwrap_or_else(|_| unreachable!());
-    let device: OwnedDeviceId = "ME".into();
+    let (user, device) = fixtures::me();
     let Ok(mut txn) = store.transaction() else {
         unreachable!()
     };

@@ -5,7 +5,7 @@
 //! bodies. Building the fixture responses is not timed.
 
 use crate::fixtures::{self, PeerDevice};
-use newt_crypto::ruma::{OwnedDeviceId, OwnedUserId, UserId};
+use newt_crypto::ruma::OwnedUserId;
 use newt_crypto::store::{Store, StoreTxn};
 use newt_crypto::{OlmMachine, Recipients, RequestKind, Timestamp};
 use std::time::{Duration, Instant};
@@ -23,8 +23,7 @@ fn phase(name: &str, start: Instant) {
 
 /// A fresh machine in `store`, with its own key upload done.
 fn machine<S: Store>(store: &mut S) -> OlmMachine {
-    let user = UserId::parse("@me:bench.example").unwrap_or_else(|_| unreachable!());
-    let device: OwnedDeviceId = "ME".into();
+    let (user, device) = fixtures::me();
     let Ok(mut txn) = store.transaction() else {
         unreachable!()
     };

@@ -6,6 +6,16 @@ use newt_crypto::signing::sign_json;
 use serde_json::{Map, Value, json};
 use vodozemac::olm::Account;
 
+/// The benchmarked device: `@me:bench.example`, device `ME`.
+pub fn me() -> (
+    newt_crypto::ruma::OwnedUserId,
+    newt_crypto::ruma::OwnedDeviceId,
+) {
+    let user = newt_crypto::ruma::OwnedUserId::try_from("@me:bench.example")
+        .unwrap_or_else(|_| unreachable!());
+    (user, "ME".into())
+}
+
 /// One peer device.
 pub struct PeerDevice {
     pub user: String,

@@ -3,7 +3,7 @@
 //! decryptions and Megolm session imports (signature check included).
 
 use crate::fixtures::{self, PeerDevice};
-use newt_crypto::ruma::{OwnedDeviceId, OwnedUserId, UserId};
+use newt_crypto::ruma::OwnedUserId;
 use newt_crypto::store::{Store, StoreTxn};
 use newt_crypto::{OlmMachine, RequestKind, SyncChanges, Timestamp, ToDeviceOutcome};
 use serde_json::{Value, json};
@@ -43,8 +43,7 @@ fn room_key(group: &GroupSession) -> Value {
 
 /// newt's time for the one sync carrying every room key.
 pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
-    let user = UserId::parse("@me:bench.example").unwrap_or_else(|_| unreachable!());
-    let device: OwnedDeviceId = "ME".into();
+    let (user, device) = fixtures::me();
     let Ok(mut txn) = store.transaction() else {
         unreachable!()
     };

@@ -4,7 +4,7 @@
 
 use crate::first_share;
 use crate::fixtures::{self, PeerDevice};
-use newt_crypto::ruma::{OwnedDeviceId, OwnedUserId, UserId};
+use newt_crypto::ruma::OwnedUserId;
 use newt_crypto::store::Store;
 use newt_crypto::{OlmMachine, Recipients, RequestKind, Timestamp};
 use std::time::{Duration, Instant};
@@ -17,8 +17,7 @@ const NOW: Timestamp = Timestamp(1_700_000_000_000);
 /// second key goes to everyone.
 pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
     first_share::newt(store, peers);
-    let user = UserId::parse("@me:bench.example").unwrap_or_else(|_| unreachable!());
-    let device: OwnedDeviceId = "ME".into();
+    let (user, device) = fixtures::me();
     let Ok(mut txn) = store.transaction() else {
         unreachable!()
     };

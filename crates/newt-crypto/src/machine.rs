@@ -248,16 +248,7 @@ impl OlmMachine {
         device: &DeviceId,
         blocked: bool,
     ) -> Result<bool, StoreError> {
-        let Some(mut record) = txn
-            .load_devices(user)?
-            .into_iter()
-            .find(|d| d.device_id == device)
-        else {
-            return Ok(false);
-        };
-        record.local.blocked = blocked;
-        txn.save_device(&record)?;
-        Ok(true)
+        tracking::update_local(txn, user, device, |local| local.blocked = blocked)
     }
 
     fn resolve(

@@ -192,15 +192,6 @@ impl OlmMachine {
         device: &DeviceId,
         verified: bool,
     ) -> Result<bool, StoreError> {
-        let Some(mut record) = txn
-            .load_devices(user)?
-            .into_iter()
-            .find(|d| d.device_id == device)
-        else {
-            return Ok(false);
-        };
-        record.local.verified = verified;
-        txn.save_device(&record)?;
-        Ok(true)
+        tracking::update_local(txn, user, device, |local| local.verified = verified)
     }
 }

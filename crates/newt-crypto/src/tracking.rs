@@ -306,3 +306,22 @@ pub(crate) fn devices(
         .map(|record| Ok((VerifiedDeviceKeys::from_record(&record)?, record)))
         .collect()
 }
+
+/// Changes a known device's local state; returns whether it was known.
+pub(crate) fn update_local(
+    txn: &mut impl StoreTxn,
+    user: &UserId,
+    device: &DeviceId,
+    change: impl FnOnce(&mut crate::store::DeviceLocal),
+) -> Result<bool, StoreError> {
+    let Some(mut record) = txn
+        .load_devices(user)?
+        .into_iter()
+        .find(|d| d.device_id == device)
+    else {
+        return Ok(false);
+    };
+    change(&mut record.local);
+    txn.save_device(&record)?;
+    Ok(true)
+}

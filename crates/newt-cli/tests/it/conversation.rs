@@ -1,36 +1,16 @@
 //! A whole encrypted conversation driven through the `newt` binary, as a
 //! script would: two users, several devices, every JSON field checked.
 
-use crate::{newt, server};
+use crate::server;
 use serde_json::Value;
 use std::path::Path;
 
-/// Runs newt with `--json` and returns its JSON lines; fails on error.
 fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> Vec<Value> {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = newt(dir, &all, stdin);
-    assert!(
-        out.status.success(),
-        "newt {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    crate::run_json(dir, args, stdin)
 }
 
 fn login(dir: &Path, user: &newt_testkit::synapse::RegisteredUser) -> Value {
-    let url = server().url();
-    run(
-        dir,
-        &["login", "--homeserver", &url, "--user", &user.localpart],
-        Some(&format!("{}\n", user.password)),
-    )
-    .remove(0)
+    crate::login_json(dir, &server().url(), user)
 }
 
 #[test]

@@ -21,31 +21,7 @@ fn spawn(dir: &Path, args: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Runs newt --json to completion and returns its lines.
-fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> Vec<Value> {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = newt(dir, &all, stdin);
-    assert!(
-        out.status.success(),
-        "newt {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn login(dir: &Path, url: &str, user: &newt_testkit::synapse::RegisteredUser) -> Value {
-    run(
-        dir,
-        &["login", "--homeserver", url, "--user", &user.localpart],
-        Some(&format!("{}\n", user.password)),
-    )
-    .remove(0)
-}
+use crate::{login_json as login, run_json as run};
 
 /// Kills `child` after `delay` unless it finished; returns whether it was
 /// killed while running.

@@ -34,6 +34,40 @@ pub(crate) fn newt(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Outpu
     child.wait_with_output().unwrap()
 }
 
+/// Runs newt with `--json` to completion and returns its JSON lines;
+/// fails the test if newt fails.
+pub(crate) fn run_json(dir: &Path, args: &[&str], stdin: Option<&str>) -> Vec<Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = newt(dir, &all, stdin);
+    assert!(
+        out.status.success(),
+        "newt {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `newt login` with the password on stdin; returns the identity.
+pub(crate) fn login_json(
+    dir: &Path,
+    url: &str,
+    user: &newt_testkit::synapse::RegisteredUser,
+) -> Value {
+    let stdin = format!("{}\n", user.password);
+    run_json(
+        dir,
+        &["login", "--homeserver", url, "--user", &user.localpart],
+        Some(&stdin),
+    )
+    .remove(0)
+}
+
 fn json_line(output: &Output) -> Value {
     assert!(
         output.status.success(),
