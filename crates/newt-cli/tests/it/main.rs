@@ -5,6 +5,7 @@
 
 mod conversation;
 mod crash;
+mod listen;
 
 use newt_testkit::Synapse;
 use serde_json::Value;
