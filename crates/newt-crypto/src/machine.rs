@@ -251,11 +251,13 @@ impl OlmMachine {
         tracking::update_local(txn, user, device, |local| local.blocked = blocked)
     }
 
+    /// The recipients' known, unblocked devices (our own excluded), with
+    /// their records.
     fn resolve(
         &self,
         txn: &mut impl StoreTxn,
         recipients: &Recipients,
-    ) -> Result<Vec<VerifiedDeviceKeys>, StoreError> {
+    ) -> Result<Vec<(VerifiedDeviceKeys, crate::store::DeviceRecord)>, StoreError> {
         let wanted: Vec<(OwnedUserId, Option<&OwnedDeviceId>)> = match recipients {
             Recipients::Users(users) => users.iter().map(|u| (u.clone(), None)).collect(),
             Recipients::Devices(devices) => {
@@ -268,12 +270,13 @@ impl OlmMachine {
         }
         let mut out = Vec::new();
         for (user, devices) in by_user {
-            for info in self.devices(txn, &user)? {
+            for (keys, record) in tracking::devices(txn, &user)? {
+                let ours = keys.user_id() == self.user_id && keys.device_id() == self.device_id;
                 let listed = devices
                     .iter()
-                    .any(|d| d.is_none_or(|d| d == info.keys.device_id()));
-                if listed && !info.blocked {
-                    out.push(info.keys);
+                    .any(|d| d.is_none_or(|d| d == keys.device_id()));
+                if listed && !ours && !record.local.blocked {
+                    out.push((keys, record));
                 }
             }
         }
@@ -289,17 +292,7 @@ impl OlmMachine {
         recipients: &Recipients,
         now: Timestamp,
     ) -> Result<Vec<OutgoingRequest>, StoreError> {
-        let devices: Vec<_> = self
-            .resolve(txn, recipients)?
-            .into_iter()
-            .filter_map(|keys| {
-                txn.load_devices(keys.user_id())
-                    .ok()?
-                    .into_iter()
-                    .find(|d| d.device_id == keys.device_id())
-                    .map(|record| (keys, record))
-            })
-            .collect();
+        let devices = self.resolve(txn, recipients)?;
         let needed = claim::needing_session(txn, &devices, now)?;
         let mut seq = self.next_request_seq(txn)?;
         Ok(claim::plan_claims(txn, needed, &mut seq)?
@@ -317,7 +310,11 @@ impl OlmMachine {
         content: &Value,
         recipients: &Recipients,
     ) -> Result<EncryptOutcome, StoreError> {
-        let devices = self.resolve(txn, recipients)?;
+        let devices: Vec<VerifiedDeviceKeys> = self
+            .resolve(txn, recipients)?
+            .into_iter()
+            .map(|(keys, _)| keys)
+            .collect();
         let mut seq = self.next_request_seq(txn)?;
         encrypt::encrypt_for_devices(
             txn,

@@ -176,11 +176,17 @@ pub(crate) fn receive_claim(
     now: Timestamp,
 ) -> Result<ClaimOutcome, StoreError> {
     let mut work = Vec::new();
+    // One load per user, not per device.
+    let mut loaded: BTreeMap<OwnedUserId, Vec<DeviceRecord>> = BTreeMap::new();
     for (user, device) in devices {
-        let Some(record) = txn
-            .load_devices(user)?
-            .into_iter()
-            .find(|d| &d.device_id == device)
+        if !loaded.contains_key(user) {
+            let records = txn.load_devices(user)?;
+            loaded.insert(user.clone(), records);
+        }
+        let Some(record) = loaded
+            .get(user)
+            .and_then(|r| r.iter().find(|d| &d.device_id == device))
+            .cloned()
         else {
             continue;
         };
