@@ -256,10 +256,17 @@ impl Client {
         event_type: &str,
         content: &Value,
     ) -> Result<String, ClientError> {
-        let encrypted = {
+        let mut encrypted = {
             let mut txn = self.store.begin()?;
             self.machine.is_room_encrypted(&mut txn, room_id)?
         };
+        if !encrypted {
+            // ENC-02: never send plaintext into a room that is encrypted
+            // but whose state this device has not seen yet.
+            self.load_members(room_id).await?;
+            let mut txn = self.store.begin()?;
+            encrypted = self.machine.is_room_encrypted(&mut txn, room_id)?;
+        }
         let (event_type, content) = if encrypted {
             (
                 "m.room.encrypted",

@@ -214,3 +214,60 @@ async fn restart_causes_no_new_key_share() {
     let seen = read(&mut b1, &["one", "two"]).await;
     assert!(seen["one"].decrypted && seen["two"].decrypted);
 }
+
+/// Plaintext rooms work; and a device that joined an encrypted room
+/// behind newt's back (no state seen yet) still never sends plaintext
+/// into it (ENC-02).
+#[tokio::test(flavor = "multi_thread")]
+async fn plaintext_only_where_the_room_is_unencrypted() {
+    let alice = server().register("alice").unwrap();
+    let bob = server().register("bob").unwrap();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a1 = login(&alice, da.path()).await;
+    let mut b1 = login(&bob, db.path()).await;
+    let open = a1
+        .create_room(&CreateRoom {
+            invite: vec![bob.user_id.clone()],
+            unencrypted: true,
+            ..CreateRoom::default()
+        })
+        .await
+        .unwrap();
+    b1.sync_once(Duration::ZERO).await.unwrap();
+    b1.join(&open).await.unwrap();
+    a1.send_text(&open, "in the clear").await.unwrap();
+    let mut plain = None;
+    for _ in 0..30 {
+        b1.sync_once(Duration::from_millis(300)).await.unwrap();
+        plain = b1
+            .take_messages()
+            .into_iter()
+            .find(|m| m.body.as_deref() == Some("in the clear"));
+        if plain.is_some() {
+            break;
+        }
+    }
+    let plain = plain.expect("plain message missing");
+    assert!(!plain.encrypted && !plain.decrypted && plain.trust.is_none());
+
+    let secret = a1
+        .create_room(&CreateRoom {
+            invite: vec![bob.user_id.clone()],
+            ..CreateRoom::default()
+        })
+        .await
+        .unwrap();
+    // Bob joins with a raw request: his client has seen nothing of the room.
+    let path = format!(
+        "/_matrix/client/v3/join/{}",
+        secret.replace('!', "%21").replace(':', "%3A")
+    );
+    b1.http()
+        .send(reqwest::Method::POST, &path, Some("{}"))
+        .await
+        .unwrap();
+    b1.send_text(&secret, "must be encrypted").await.unwrap();
+    let seen = read(&mut a1, &["must be encrypted"]).await;
+    let m = seen.get("must be encrypted").expect("alice never read it");
+    assert!(m.encrypted && m.decrypted, "{m:?}");
+}
