@@ -279,6 +279,9 @@ impl Synapse {
             .arg(&config)
             .arg("-c")
             .arg(&extra)
+            // Synapse's default log config writes `homeserver.log` into the
+            // working directory: keep it in the server's own directory.
+            .current_dir(d)
             .stdin(Stdio::piped())
             .stdout(log)
             .stderr(log2)
