@@ -257,7 +257,9 @@ impl Synapse {
                 .arg(d)
                 .arg("--config-directory")
                 .arg(d)
-                .args(["--generate-config", "--report-stats=no"]),
+                .args(["--generate-config", "--report-stats=no"])
+                // Config generation logs to `homeserver.log` in the working directory too.
+                .current_dir(d),
             "generating the Synapse config",
         )?;
         let port = free_port()?;
