@@ -1,14 +1,15 @@
 //! Cold start: open a store holding many inbound sessions and decrypt one
 //! event, in a fresh process so its peak memory is its own.
 
+use crate::fixtures;
 use newt_crypto::ruma::OwnedDeviceId;
-use newt_crypto::store::{InboundInfo, InboundRecord, KeySource, StoreTxn};
+use newt_crypto::store::StoreTxn;
 use newt_crypto::{OlmMachine, Timestamp};
 use newt_sqlite::{SqliteStore, StoreKey};
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
-use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig};
+use vodozemac::megolm::{GroupSession, SessionConfig};
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 const ROOM: &str = "!bench:bench.example";
@@ -30,25 +31,7 @@ pub fn prepare(dir: &Path, sessions: usize) {
     let mut last = None;
     for _ in 0..sessions {
         let group = GroupSession::new(SessionConfig::version_1());
-        let inbound = InboundGroupSession::new(&group.session_key(), SessionConfig::version_1());
-        let _ = txn.save_inbound(&InboundRecord {
-            room_id: ROOM.into(),
-            session_id: group.session_id(),
-            pickle: inbound.pickle(),
-            info: InboundInfo {
-                sender_key: "peercurve".into(),
-                claimed_ed25519: "peered".into(),
-                sender_user: Some(
-                    "@peer:bench.example"
-                        .try_into()
-                        .unwrap_or_else(|_| unreachable!()),
-                ),
-                sender_device: Some("PEER".into()),
-                first_known_index: 0,
-                source: KeySource::RoomKey,
-                shared_history: false,
-            },
-        });
+        let _ = txn.save_inbound(&fixtures::inbound_record(ROOM, &group));
         last = Some(group);
     }
     let _ = txn.commit();

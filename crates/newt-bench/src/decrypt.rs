@@ -4,7 +4,7 @@
 //! The limit: the same Megolm decryptions of pre-parsed messages.
 
 use crate::fixtures;
-use newt_crypto::store::{InboundInfo, InboundRecord, KeySource, Store, StoreTxn};
+use newt_crypto::store::{Store, StoreTxn};
 use newt_crypto::{OlmMachine, RoomUpdate, SyncChanges, Timestamp};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -56,25 +56,7 @@ fn setup<S: Store>(store: &mut S, input: &Input) -> OlmMachine {
     let machine =
         OlmMachine::open(&mut txn, &user, &device, NOW).unwrap_or_else(|_| unreachable!());
     for group in &input.sessions {
-        let inbound = InboundGroupSession::new(&group.session_key(), SessionConfig::version_1());
-        let _ = txn.save_inbound(&InboundRecord {
-            room_id: ROOM.into(),
-            session_id: group.session_id(),
-            pickle: inbound.pickle(),
-            info: InboundInfo {
-                sender_key: "peercurve".into(),
-                claimed_ed25519: "peered".into(),
-                sender_user: Some(
-                    "@peer:bench.example"
-                        .try_into()
-                        .unwrap_or_else(|_| unreachable!()),
-                ),
-                sender_device: Some("PEER".into()),
-                first_known_index: 0,
-                source: KeySource::RoomKey,
-                shared_history: false,
-            },
-        });
+        let _ = txn.save_inbound(&fixtures::inbound_record(ROOM, group));
     }
     let _ = txn.commit();
     machine

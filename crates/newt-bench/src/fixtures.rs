@@ -120,3 +120,27 @@ pub fn room_key_content() -> Value {
         "shared_history": false,
     })
 }
+
+/// The stored form of a room key from a bench peer for `group`.
+pub fn inbound_record(
+    room_id: &str,
+    group: &vodozemac::megolm::GroupSession,
+) -> newt_crypto::store::InboundRecord {
+    use newt_crypto::store::{InboundInfo, InboundRecord, KeySource};
+    use vodozemac::megolm::{InboundGroupSession, SessionConfig};
+    let inbound = InboundGroupSession::new(&group.session_key(), SessionConfig::version_1());
+    InboundRecord {
+        room_id: room_id.into(),
+        session_id: group.session_id(),
+        pickle: inbound.pickle(),
+        info: InboundInfo {
+            sender_key: "peercurve".into(),
+            claimed_ed25519: "peered".into(),
+            sender_user: newt_crypto::ruma::OwnedUserId::try_from("@peer:bench.example").ok(),
+            sender_device: Some("PEER".into()),
+            first_known_index: 0,
+            source: KeySource::RoomKey,
+            shared_history: false,
+        },
+    }
+}

@@ -124,12 +124,7 @@ fn relation_stays_in_the_clear() {
         content,
         SharePolicy::default(),
     );
-    let wire = w.rooms.rooms[ROOM]
-        .timeline
-        .iter()
-        .find(|e| e["event_id"] == id.as_str())
-        .unwrap()["content"]
-        .clone();
+    let wire = w.rooms.event(ROOM, &id)["content"].clone();
     for field in [
         "algorithm",
         "ciphertext",
@@ -225,12 +220,7 @@ fn rotation_on_leave_and_leaver_cannot_read() {
     assert_ne!(first.session_id, second.session_id);
     assert!(!second.shared_with.iter().any(|(u, _)| *u == carol.user));
     // Carol gets the event through some other path (a lying server).
-    let event = w.rooms.rooms[ROOM]
-        .timeline
-        .iter()
-        .find(|e| e["event_id"] == after.as_str())
-        .unwrap()
-        .clone();
+    let event = w.rooms.event(ROOM, &after);
     let mut txn = carol.store.transaction().unwrap();
     let result = carol
         .machine
@@ -350,12 +340,7 @@ fn new_device_gets_current_session_only() {
     let outcome = sync(&mut w.router, &mut w.rooms, &mut bob2);
     let read = bodies(&outcome.room_events);
     assert_eq!(read.get(&late).map(String::as_str), Some("late"));
-    let early_event = w.rooms.rooms[ROOM]
-        .timeline
-        .iter()
-        .find(|e| e["event_id"] == early.as_str())
-        .unwrap()
-        .clone();
+    let early_event = w.rooms.event(ROOM, &early);
     let mut txn = bob2.store.transaction().unwrap();
     let early_result = bob2
         .machine
@@ -527,12 +512,7 @@ fn replayed_index_is_rejected() {
     let mut w = world(megolm());
     let (id, _) = w.send("once");
     sync(&mut w.router, &mut w.rooms, &mut w.bob);
-    let original = w.rooms.rooms[ROOM]
-        .timeline
-        .iter()
-        .find(|e| e["event_id"] == id.as_str())
-        .unwrap()
-        .clone();
+    let original = w.rooms.event(ROOM, &id);
     let mut txn = w.bob.store.transaction().unwrap();
     assert!(
         w.bob
@@ -560,12 +540,7 @@ fn event_moved_to_another_room_is_rejected() {
     let mut w = world(megolm());
     let (id, _) = w.send("here");
     sync(&mut w.router, &mut w.rooms, &mut w.bob);
-    let event = w.rooms.rooms[ROOM]
-        .timeline
-        .iter()
-        .find(|e| e["event_id"] == id.as_str())
-        .unwrap()
-        .clone();
+    let event = w.rooms.event(ROOM, &id);
     let mut txn = w.bob.store.transaction().unwrap();
     let result = w
         .bob
@@ -604,12 +579,7 @@ fn rewritten_sender_is_flagged() {
     let mut w = world(megolm());
     let (id, _) = w.send("mine");
     sync(&mut w.router, &mut w.rooms, &mut w.bob);
-    let mut event = w.rooms.rooms[ROOM]
-        .timeline
-        .iter()
-        .find(|e| e["event_id"] == id.as_str())
-        .unwrap()
-        .clone();
+    let mut event = w.rooms.event(ROOM, &id);
     event["sender"] = json!("@mallory:example.org");
     let mut txn = w.bob.store.transaction().unwrap();
     let result = w
@@ -726,12 +696,7 @@ fn export_import_opens_history_unauthenticated() {
     let (id, _) = w.send("history");
     w.bob_reads();
     let mut bob2 = w.router.device("bob", "B2");
-    let event = w.rooms.rooms[ROOM]
-        .timeline
-        .iter()
-        .find(|e| e["event_id"] == id.as_str())
-        .unwrap()
-        .clone();
+    let event = w.rooms.event(ROOM, &id);
     let mut txn = bob2.store.transaction().unwrap();
     let why = bob2
         .machine

@@ -30,6 +30,16 @@ fn key(peer: &Peer) -> String {
 }
 
 impl Rooms {
+    /// A copy of the event with `event_id` in `room_id`'s timeline.
+    pub fn event(&self, room_id: &str, event_id: &str) -> Value {
+        self.rooms[room_id]
+            .timeline
+            .iter()
+            .find(|e| e["event_id"] == event_id)
+            .unwrap_or_else(|| panic!("no event {event_id} in {room_id}"))
+            .clone()
+    }
+
     /// Appends an event to a room's timeline; returns its ID.
     pub fn append(
         &mut self,
