@@ -180,18 +180,8 @@ fn errors_are_clear() {
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach"));
 
     // A room that does not exist, and a wrong key-file passphrase.
-    let ok = newt(
-        dir.path(),
-        &[
-            "login",
-            "--homeserver",
-            &server().url(),
-            "--user",
-            &user.localpart,
-        ],
-        Some(&format!("{}\n", user.password)),
-    );
-    assert!(ok.status.success());
+    // Asserts that the login succeeded.
+    login_json(dir.path(), &server().url(), &user);
     let nowhere = newt(dir.path(), &["send", "!nowhere:localhost", "hello"], None);
     assert_eq!(nowhere.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&nowhere.stderr);
@@ -248,18 +238,8 @@ fn errors_are_clear() {
 fn corrupt_store_is_refused_and_untouched() {
     let user = server().register("cli").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ok = newt(
-        dir.path(),
-        &[
-            "login",
-            "--homeserver",
-            &server().url(),
-            "--user",
-            &user.localpart,
-        ],
-        Some(&format!("{}\n", user.password)),
-    );
-    assert!(ok.status.success());
+    // Asserts that the login succeeded.
+    login_json(dir.path(), &server().url(), &user);
     let name = std::fs::read_to_string(dir.path().join("current")).unwrap();
     let db = dir
         .path()

@@ -36,6 +36,25 @@ async fn join_all(room: &str, clients: &mut [&mut Client]) {
     }
 }
 
+/// An encrypted room `owner` made, `guest` (signed in as `guest_user`)
+/// invited and joined, with the owner synced since.
+async fn room_for_two(
+    owner: &mut Client,
+    guest: &mut Client,
+    guest_user: &newt_testkit::synapse::RegisteredUser,
+) -> String {
+    let room = owner
+        .create_room(&CreateRoom {
+            invite: vec![guest_user.user_id.clone()],
+            ..CreateRoom::default()
+        })
+        .await
+        .unwrap();
+    join_all(&room, &mut [guest]).await;
+    owner.sync_once(Duration::ZERO).await.unwrap();
+    room
+}
+
 /// Three users with two newt devices each: every message is read by every
 /// device, with a trust verdict.
 #[tokio::test(flavor = "multi_thread")]
@@ -106,16 +125,7 @@ async fn late_device_reads_after_it_appeared() {
     );
     let mut a1 = login(&alice, da.path()).await;
     let mut b1 = login(&bob, db.path()).await;
-    let room = a1
-        .create_room(&CreateRoom {
-            invite: vec![bob.user_id.clone()],
-            ..CreateRoom::default()
-        })
-        .await
-        .unwrap();
-    b1.sync_once(Duration::ZERO).await.unwrap();
-    b1.join(&room).await.unwrap();
-    a1.sync_once(Duration::ZERO).await.unwrap();
+    let room = room_for_two(&mut a1, &mut b1, &bob).await;
     a1.send_text(&room, "before").await.unwrap();
     assert!(read(&mut b1, &["before"]).await["before"].decrypted);
 
@@ -147,16 +157,7 @@ async fn leaver_cannot_read_later_messages() {
     let (da, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a1 = login(&alice, da.path()).await;
     let mut c1 = login(&carol, dc.path()).await;
-    let room = a1
-        .create_room(&CreateRoom {
-            invite: vec![carol.user_id.clone()],
-            ..CreateRoom::default()
-        })
-        .await
-        .unwrap();
-    c1.sync_once(Duration::ZERO).await.unwrap();
-    c1.join(&room).await.unwrap();
-    a1.sync_once(Duration::ZERO).await.unwrap();
+    let room = room_for_two(&mut a1, &mut c1, &carol).await;
     a1.send_text(&room, "while here").await.unwrap();
     assert!(read(&mut c1, &["while here"]).await["while here"].decrypted);
     c1.leave(&room).await.unwrap();
@@ -188,16 +189,7 @@ async fn restart_causes_no_new_key_share() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a1 = login(&alice, da.path()).await;
     let mut b1 = login(&bob, db.path()).await;
-    let room = a1
-        .create_room(&CreateRoom {
-            invite: vec![bob.user_id.clone()],
-            ..CreateRoom::default()
-        })
-        .await
-        .unwrap();
-    b1.sync_once(Duration::ZERO).await.unwrap();
-    b1.join(&room).await.unwrap();
-    a1.sync_once(Duration::ZERO).await.unwrap();
+    let room = room_for_two(&mut a1, &mut b1, &bob).await;
     a1.send_text(&room, "one").await.unwrap();
     let profile = a1.profile().clone();
     drop(a1);
