@@ -61,10 +61,16 @@ async fn room_with(
     room
 }
 
-/// CLM-04: `/keys/claim` fails (past every retry), the send fails; the
-/// next send claims again and the message arrives.
-#[tokio::test(flavor = "multi_thread")]
-async fn failed_claim_is_retried_by_the_next_send() {
+/// Alice behind a proxy, Bob direct, in an encrypted room together.
+struct Pair {
+    proxy: Proxy,
+    a: Client,
+    b: Client,
+    room: String,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+async fn proxied_pair() -> Pair {
     let (alice, bob) = (
         server().register("alice").unwrap(),
         server().register("bob").unwrap(),
@@ -76,6 +82,26 @@ async fn failed_claim_is_retried_by_the_next_send() {
         .unwrap();
     let mut b = login(&bob, db.path()).await;
     let room = room_with(&mut a, &mut [&mut b], None).await;
+    Pair {
+        proxy,
+        a,
+        b,
+        room,
+        _dirs: (da, db),
+    }
+}
+
+/// CLM-04: `/keys/claim` fails (past every retry), the send fails; the
+/// next send claims again and the message arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_claim_is_retried_by_the_next_send() {
+    let Pair {
+        proxy,
+        mut a,
+        mut b,
+        room,
+        _dirs,
+    } = proxied_pair().await;
     proxy.add_rule(Rule::new("/keys/claim", 1000, unavailable(503)));
     assert!(
         a.send_text(&room, "first try").await.is_err(),
@@ -136,17 +162,13 @@ async fn failed_query_loses_no_room_key() {
 /// transaction ID and body, and the key arrives once.
 #[tokio::test(flavor = "multi_thread")]
 async fn send_to_device_retry_reuses_the_transaction() {
-    let (alice, bob) = (
-        server().register("alice").unwrap(),
-        server().register("bob").unwrap(),
-    );
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let proxy = Proxy::start(server().port()).unwrap();
-    let mut a = Client::login(options(&proxy.url(), &alice, da.path()))
-        .await
-        .unwrap();
-    let mut b = login(&bob, db.path()).await;
-    let room = room_with(&mut a, &mut [&mut b], None).await;
+    let Pair {
+        proxy,
+        mut a,
+        mut b,
+        room,
+        _dirs,
+    } = proxied_pair().await;
     proxy.add_rule(Rule::new("/sendToDevice", 2, unavailable(504)));
     a.send_text(&room, "after 504s").await.unwrap();
     let sends: Vec<_> = proxy
