@@ -133,6 +133,14 @@ pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
     let sent = outcome.map(|o| o.sent_to.len()).unwrap_or(0);
     assert_eq!(sent, peers.len(), "newt did not encrypt for every device");
     assert!(bodies.iter().any(|b| b.kind() == RequestKind::ToDevice));
+    // The server took them (untimed), as a client would see next.
+    let Ok(mut txn) = store.transaction() else {
+        unreachable!()
+    };
+    for request in bodies.iter().filter(|b| b.kind() == RequestKind::ToDevice) {
+        let _ = machine.mark_request_as_sent(&mut txn, request.request_id(), "{}", NOW);
+    }
+    let _ = txn.commit();
     timed
 }
 

@@ -75,24 +75,36 @@ fn run_all(
 ) {
     let mut counts = vec![1, cores];
     counts.dedup();
+    // NEWT_BENCH_STORE=memory|sqlite runs one store only (for profiling).
+    let store = std::env::var("NEWT_BENCH_STORE").ok();
+    let wants = |name: &str| store.as_deref().is_none_or(|s| s == name);
     for threads in counts {
-        let m = median((0..reps).map(|_| memory(threads)).collect());
-        rows.push(Row {
-            workload: workload.to_owned(),
-            store: "memory",
-            threads,
-            newt: m,
-            limit,
-        });
-        let s = median((0..reps).map(|_| on_sqlite(threads)).collect());
-        rows.push(Row {
-            workload: workload.to_owned(),
-            store: "sqlite",
-            threads,
-            newt: s,
-            limit,
-        });
+        if wants("memory") {
+            let m = median((0..reps).map(|_| memory(threads)).collect());
+            rows.push(Row {
+                workload: workload.to_owned(),
+                store: "memory",
+                threads,
+                newt: m,
+                limit,
+            });
+        }
+        if wants("sqlite") {
+            let s = median((0..reps).map(|_| on_sqlite(threads)).collect());
+            rows.push(Row {
+                workload: workload.to_owned(),
+                store: "sqlite",
+                threads,
+                newt: s,
+                limit,
+            });
+        }
     }
+}
+
+/// Whether `--only` (a substring of the workload's name) selects it.
+fn wanted(only: Option<&str>, workload: &str) -> bool {
+    only.is_none_or(|o| workload.contains(o))
 }
 
 fn main() {
@@ -106,6 +118,12 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    // `--only <text>`: just the workloads whose name contains it.
+    let only = args
+        .iter()
+        .skip_while(|a| *a != "--only")
+        .nth(1)
+        .map(String::as_str);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -115,12 +133,16 @@ fn main() {
     let mut rows = Vec::new();
     for &n in sizes {
         for (label, users) in [("users=devices", n), ("10 devices/user", (n / 10).max(1))] {
+            let workload = format!("first share N={n} ({label})");
+            if !wanted(only, &workload) {
+                continue;
+            }
             let peers = fixtures::peers(users, n);
             let input = first_share::limit_input(&peers);
             let limit = median((0..reps).map(|_| first_share::limit(&input)).collect());
             run_all(
                 &mut rows,
-                &format!("first share N={n} ({label})"),
+                &workload,
                 limit,
                 reps,
                 cores,
@@ -128,12 +150,16 @@ fn main() {
                 |t| pool(t).install(|| first_share::newt(&mut sqlite().1, &peers)),
             );
         }
+        let workload = format!("re-share N={n}");
+        if !wanted(only, &workload) {
+            continue;
+        }
         let peers = fixtures::peers(n, n);
         let mut input = reshare::limit_input(&peers);
         let limit = median((0..reps).map(|_| reshare::limit(&mut input)).collect());
         run_all(
             &mut rows,
-            &format!("re-share N={n}"),
+            &workload,
             limit,
             reps,
             cores,
@@ -142,34 +168,43 @@ fn main() {
         );
     }
     let receive_n = if quick { 100 } else { 1000 };
-    let peers = fixtures::peers(receive_n, receive_n);
-    let limit = median(
-        (0..reps)
-            .map(|_| receive_keys::limit(&mut receive_keys::limit_input(&peers)))
-            .collect(),
-    );
-    run_all(
-        &mut rows,
-        &format!("receive keys ({receive_n} in one sync)"),
-        limit,
-        reps,
-        cores,
-        |t| pool(t).install(|| receive_keys::newt(&mut MemoryStore::new(), &peers)),
-        |t| pool(t).install(|| receive_keys::newt(&mut sqlite().1, &peers)),
-    );
+    let workload = format!("receive keys ({receive_n} in one sync)");
+    if wanted(only, &workload) {
+        let peers = fixtures::peers(receive_n, receive_n);
+        let limit = median(
+            (0..reps)
+                .map(|_| receive_keys::limit(&mut receive_keys::limit_input(&peers)))
+                .collect(),
+        );
+        run_all(
+            &mut rows,
+            &workload,
+            limit,
+            reps,
+            cores,
+            |t| pool(t).install(|| receive_keys::newt(&mut MemoryStore::new(), &peers)),
+            |t| pool(t).install(|| receive_keys::newt(&mut sqlite().1, &peers)),
+        );
+    }
     let (sessions, per) = if quick { (10, 1000) } else { (100, 1000) };
-    let input = decrypt::input(sessions, per);
-    let limit = median((0..3).map(|_| decrypt::limit(&input)).collect());
-    run_all(
-        &mut rows,
-        &format!("decrypt {} events in order", sessions * per),
-        limit,
-        3,
-        cores,
-        |t| pool(t).install(|| decrypt::newt(&mut MemoryStore::new(), &input)),
-        |t| pool(t).install(|| decrypt::newt(&mut sqlite().1, &input)),
-    );
+    let workload = format!("decrypt {} events in order", sessions * per);
+    if wanted(only, &workload) {
+        let input = decrypt::input(sessions, per);
+        let limit = median((0..3).map(|_| decrypt::limit(&input)).collect());
+        run_all(
+            &mut rows,
+            &workload,
+            limit,
+            3,
+            cores,
+            |t| pool(t).install(|| decrypt::newt(&mut MemoryStore::new(), &input)),
+            |t| pool(t).install(|| decrypt::newt(&mut sqlite().1, &input)),
+        );
+    }
     print(&rows);
+    if !wanted(only, "cold start") {
+        return;
+    }
 
     let cold = if quick { 10_000 } else { 100_000 };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));

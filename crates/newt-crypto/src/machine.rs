@@ -116,12 +116,7 @@ impl OlmMachine {
     }
 
     pub(crate) fn next_request_seq(&self, txn: &mut impl StoreTxn) -> Result<u64, StoreError> {
-        Ok(txn
-            .load_pending_requests()?
-            .iter()
-            .map(|r| r.seq + 1)
-            .max()
-            .unwrap_or(0))
+        txn.next_pending_seq()
     }
 
     fn me(&self) -> Me<'_> {
@@ -353,7 +348,7 @@ impl OlmMachine {
             claim::plan_claims(txn, needed, &mut seq)?;
         }
         let mut requests = Vec::new();
-        if let Some(upload) = load(txn)?.and_then(|a| a.state.pending_upload) {
+        if let Some(upload) = txn.load_account_state()?.and_then(|s| s.pending_upload) {
             requests.push(OutgoingRequest::upload(&upload));
         }
         requests.extend(
@@ -386,9 +381,7 @@ impl OlmMachine {
             return Ok(ResponseOutcome::default());
         }
         let pending = txn
-            .load_pending_requests()?
-            .into_iter()
-            .find(|r| r.request_id == request_id)
+            .load_pending_request(request_id)?
             .ok_or_else(|| ResponseError::UnknownRequest(request_id.to_owned()))?;
         let response: Value =
             serde_json::from_str(body).map_err(|e| ResponseError::Malformed(e.to_string()))?;
@@ -443,11 +436,7 @@ impl OlmMachine {
         txn: &mut impl StoreTxn,
         request_id: &str,
     ) -> Result<(), StoreError> {
-        let Some(pending) = txn
-            .load_pending_requests()?
-            .into_iter()
-            .find(|r| r.request_id == request_id)
-        else {
+        let Some(pending) = txn.load_pending_request(request_id)? else {
             return Ok(());
         };
         txn.delete_pending_request(request_id)?;

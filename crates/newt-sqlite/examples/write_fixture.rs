@@ -20,11 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     txn.save_secret("access_token", b"fixture-token")?;
     let user = newt_crypto::ruma::UserId::parse("@fixture:example.org")?;
     let device = newt_crypto::ruma::OwnedDeviceId::from("FIXTURE");
-    OlmMachine::open(&mut txn, &user, &device, Timestamp(0))?;
+    let machine = OlmMachine::open(&mut txn, &user, &device, Timestamp(0))?;
     txn.set_value("sync_token", "s_fixture")?;
     // Schema 2: device tracking.
     let peer = newt_crypto::ruma::OwnedUserId::try_from("@peer:example.org")?;
     txn.save_tracked_user(&newt_crypto::store::TrackedUser::new(peer))?;
+    // Schema 4: a pending request (the peer's `/keys/query`).
+    machine.outgoing_requests(&mut txn, Timestamp(0))?;
     txn.commit()?;
     drop(store);
     println!("wrote {}", path.display());

@@ -3,9 +3,9 @@
 use crate::key::StoreKey;
 use newt_crypto::ruma::{DeviceId, UserId};
 use newt_crypto::store::{
-    AccountRecord, DeviceRecord, InboundRecord, IndexUse, OlmSessionRecord, OlmSessionTimes,
-    OutboundRecord, PendingRequest, QueuedToDevice, RoomRecord, StoreError, StoreTxn, TrackedUser,
-    UndecryptedEvent, WithheldRecord,
+    AccountRecord, AccountState, DeviceRecord, InboundRecord, IndexUse, OlmSessionRecord,
+    OlmSessionTimes, OutboundRecord, PendingRequest, QueuedToDevice, RoomRecord, StoreError,
+    StoreTxn, TrackedUser, UndecryptedEvent, WithheldRecord,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -165,6 +165,17 @@ impl StoreTxn for SqliteTxn<'_> {
         }))
     }
 
+    fn load_account_state(&mut self) -> Result<Option<AccountState>, StoreError> {
+        let state: Option<String> = self
+            .tx
+            .prepare_cached("SELECT state FROM account WHERE id = 0")
+            .and_then(|mut s| s.query_row([], |row| row.get(0)).optional())
+            .map_err(backend)?;
+        state
+            .map(|s| serde_json::from_str(&s).map_err(corrupt))
+            .transpose()
+    }
+
     fn save_account(&mut self, record: &AccountRecord) -> Result<(), StoreError> {
         let pickle = newt_crypto::store::codec::encode_pickle(&record.pickle)?;
         let sealed = self
@@ -310,19 +321,22 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn load_pending_requests(&mut self) -> Result<Vec<PendingRequest>, StoreError> {
-        self.query_json("SELECT data FROM pending_requests ORDER BY seq", [])
+        self.all_pending()
+    }
+
+    fn load_pending_request(
+        &mut self,
+        request_id: &str,
+    ) -> Result<Option<PendingRequest>, StoreError> {
+        self.one_pending(request_id)
+    }
+
+    fn next_pending_seq(&mut self) -> Result<u64, StoreError> {
+        self.next_seq()
     }
 
     fn save_pending_request(&mut self, request: &PendingRequest) -> Result<(), StoreError> {
-        let data = serde_json::to_string(request).map_err(corrupt)?;
-        exec_cached(
-            &self.tx,
-            "INSERT INTO pending_requests (request_id, seq, data) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(request_id) DO UPDATE SET seq = excluded.seq, data = excluded.data",
-            params![request.request_id, request.seq as i64, data],
-        )
-        .map_err(backend)?;
-        Ok(())
+        self.put_pending(request)
     }
 
     fn delete_pending_request(&mut self, request_id: &str) -> Result<(), StoreError> {

@@ -47,6 +47,7 @@ pub fn empty_store_has_nothing<S: Store>(store: &mut S) {
         txn.load_account().unwrap().is_none(),
         "new store has an account"
     );
+    assert!(txn.load_account_state().unwrap().is_none());
     assert!(
         txn.get_value("sync_token").unwrap().is_none(),
         "new store has a value"
@@ -65,6 +66,7 @@ pub fn account_round_trips<S: Store>(store: &mut S) {
     let mut txn = store.transaction().unwrap();
     let loaded = txn.load_account().unwrap().expect("account was committed");
     assert_eq!(loaded.state, state());
+    assert_eq!(txn.load_account_state().unwrap(), Some(state()));
     let restored = Account::from_pickle(loaded.pickle);
     assert_eq!(restored.identity_keys(), account.identity_keys());
     assert_eq!(restored.one_time_keys(), account.one_time_keys());
@@ -209,9 +211,11 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
     assert!(ids.contains(&restored.session_id()));
 }
 
-/// Pending requests come back in creation order and can be removed.
+/// Pending requests come back in creation order, one by ID with its exact
+/// body, and can be removed; the next sequence number follows the highest.
 pub fn pending_requests_keep_order<S: Store>(store: &mut S) {
     let mut txn = store.transaction().unwrap();
+    assert_eq!(txn.next_pending_seq().unwrap(), 0);
     for (seq, id) in [(2, "c"), (0, "a"), (1, "b")] {
         txn.save_pending_request(&PendingRequest {
             request_id: id.into(),
@@ -232,6 +236,10 @@ pub fn pending_requests_keep_order<S: Store>(store: &mut S) {
         .map(|r| r.request_id)
         .collect();
     assert_eq!(ids, ["a", "b", "c"]);
+    let c = txn.load_pending_request("c").unwrap().unwrap();
+    assert_eq!((c.body.as_str(), c.seq), ("{\"n\":2}", 2));
+    assert!(txn.load_pending_request("zz").unwrap().is_none());
+    assert_eq!(txn.next_pending_seq().unwrap(), 3);
     txn.delete_pending_request("b").unwrap();
     txn.commit().unwrap();
     let mut txn = store.transaction().unwrap();
@@ -242,6 +250,8 @@ pub fn pending_requests_keep_order<S: Store>(store: &mut S) {
         .map(|r| r.request_id)
         .collect();
     assert_eq!(ids, ["a", "c"]);
+    txn.delete_pending_request("c").unwrap();
+    assert_eq!(txn.next_pending_seq().unwrap(), 1);
 }
 
 /// Queued to-device events keep arrival order and their plaintext.

@@ -1,9 +1,10 @@
 //! An in-memory store for tests and ephemeral clients.
 
 use super::{
-    AccountRecord, DeviceRecord, InboundInfo, InboundRecord, IndexUse, OlmSessionRecord,
-    OlmSessionTimes, OutboundRecord, OutboundState, PendingRequest, QueuedToDevice, RoomRecord,
-    Store, StoreError, StoreTxn, TrackedUser, UndecryptedEvent, WithheldRecord,
+    AccountRecord, AccountState, DeviceRecord, InboundInfo, InboundRecord, IndexUse,
+    OlmSessionRecord, OlmSessionTimes, OutboundRecord, OutboundState, PendingRequest,
+    QueuedToDevice, RoomRecord, Store, StoreError, StoreTxn, TrackedUser, UndecryptedEvent,
+    WithheldRecord,
 };
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use std::collections::BTreeMap;
@@ -127,6 +128,14 @@ impl StoreTxn for MemoryTxn<'_> {
         }))
     }
 
+    fn load_account_state(&mut self) -> Result<Option<AccountState>, StoreError> {
+        self.state
+            .account
+            .as_ref()
+            .map(|(_, state)| serde_json::from_str(state).map_err(corrupt))
+            .transpose()
+    }
+
     fn save_account(&mut self, record: &AccountRecord) -> Result<(), StoreError> {
         let pickle = super::codec::encode_pickle(&record.pickle)?;
         let state = serde_json::to_string(&record.state).map_err(corrupt)?;
@@ -217,6 +226,23 @@ impl StoreTxn for MemoryTxn<'_> {
         let mut all: Vec<_> = self.state.pending.values().cloned().collect();
         all.sort_by_key(|r| r.seq);
         Ok(all)
+    }
+
+    fn load_pending_request(
+        &mut self,
+        request_id: &str,
+    ) -> Result<Option<PendingRequest>, StoreError> {
+        Ok(self.state.pending.get(request_id).cloned())
+    }
+
+    fn next_pending_seq(&mut self) -> Result<u64, StoreError> {
+        Ok(self
+            .state
+            .pending
+            .values()
+            .map(|r| r.seq + 1)
+            .max()
+            .unwrap_or(0))
     }
 
     fn save_pending_request(&mut self, request: &PendingRequest) -> Result<(), StoreError> {

@@ -60,6 +60,11 @@ pub trait Store {
 pub trait StoreTxn {
     /// The account, if one was created.
     fn load_account(&mut self) -> Result<Option<AccountRecord>, StoreError>;
+    /// The account's public state alone. Stores override this to skip
+    /// decrypting the keys.
+    fn load_account_state(&mut self) -> Result<Option<AccountState>, StoreError> {
+        Ok(self.load_account()?.map(|a| a.state))
+    }
     /// Replaces the account. The pickle is a secret: stores encrypt it.
     fn save_account(&mut self, record: &AccountRecord) -> Result<(), StoreError>;
 
@@ -89,6 +94,27 @@ pub trait StoreTxn {
 
     /// Pending requests, in creation order.
     fn load_pending_requests(&mut self) -> Result<Vec<PendingRequest>, StoreError>;
+    /// The pending request `request_id`, if any. Stores override this to
+    /// avoid loading every body.
+    fn load_pending_request(
+        &mut self,
+        request_id: &str,
+    ) -> Result<Option<PendingRequest>, StoreError> {
+        Ok(self
+            .load_pending_requests()?
+            .into_iter()
+            .find(|r| r.request_id == request_id))
+    }
+    /// One more than the highest `seq` of a pending request, 0 if none.
+    /// Stores override this to avoid loading every body.
+    fn next_pending_seq(&mut self) -> Result<u64, StoreError> {
+        Ok(self
+            .load_pending_requests()?
+            .iter()
+            .map(|r| r.seq + 1)
+            .max()
+            .unwrap_or(0))
+    }
     /// Inserts a pending request.
     fn save_pending_request(&mut self, request: &PendingRequest) -> Result<(), StoreError>;
     /// Removes an answered pending request.

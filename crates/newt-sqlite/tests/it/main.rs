@@ -217,8 +217,44 @@ fn opens_stores_of_every_past_schema_version() {
                 "v2 tracking data lost"
             );
         }
+        if version >= 4 {
+            let pending = txn.load_pending_requests().unwrap();
+            assert_eq!(pending.len(), 1, "v4 pending request lost");
+            let body: serde_json::Value = serde_json::from_str(&pending[0].body).unwrap();
+            assert!(body["device_keys"]["@peer:example.org"].is_array());
+        }
     }
     assert!(seen >= 1, "no schema fixtures found");
+}
+
+/// A request stored before schema 4 (body inside the JSON metadata) is
+/// still sent with its exact body, and its ID and order are kept.
+#[test]
+fn requests_stored_before_schema_4_keep_their_body() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    std::fs::copy(fixtures.join("v3.db"), &path).unwrap();
+    let old = newt_crypto::store::PendingRequest {
+        request_id: "old-1".into(),
+        kind: newt_crypto::store::PendingKind::KeysQuery {
+            users: Default::default(),
+        },
+        body: r#"{"device_keys":{"@x:example.org":[]},"note":"\"quoted\""}"#.into(),
+        seq: 7,
+    };
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO pending_requests (request_id, seq, data) VALUES (?1, ?2, ?3)",
+        rusqlite::params![old.request_id, 7, serde_json::to_string(&old).unwrap()],
+    )
+    .unwrap();
+    drop(conn);
+    let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32])).unwrap();
+    let mut txn = store.begin().unwrap();
+    assert_eq!(txn.load_pending_requests().unwrap(), vec![old.clone()]);
+    assert_eq!(txn.load_pending_request("old-1").unwrap(), Some(old));
+    assert_eq!(txn.next_pending_seq().unwrap(), 8);
 }
 
 /// Replays the `store_open` fuzz corpus: any bytes as a store file give a
