@@ -291,7 +291,7 @@ impl OlmMachine {
         let needed = claim::needing_session(txn, &devices, now)?;
         let mut seq = self.next_request_seq(txn)?;
         Ok(claim::plan_claims(txn, needed, &mut seq)?
-            .iter()
+            .into_iter()
             .map(OutgoingRequest::pending)
             .collect())
     }
@@ -353,7 +353,7 @@ impl OlmMachine {
         }
         requests.extend(
             txn.load_pending_requests()?
-                .iter()
+                .into_iter()
                 .map(OutgoingRequest::pending),
         );
         Ok(requests)

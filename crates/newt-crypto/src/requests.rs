@@ -61,7 +61,7 @@ impl OutgoingRequest {
         }
     }
 
-    pub(crate) fn pending(request: &PendingRequest) -> Self {
+    pub(crate) fn pending(request: PendingRequest) -> Self {
         let (kind, method, path) = match &request.kind {
             PendingKind::KeysQuery { .. } => (
                 RequestKind::KeysQuery,
@@ -86,11 +86,11 @@ impl OutgoingRequest {
             ),
         };
         Self {
-            request_id: request.request_id.clone(),
+            request_id: request.request_id,
             kind,
             method,
             path,
-            body: request.body.clone(),
+            body: request.body,
         }
     }
 

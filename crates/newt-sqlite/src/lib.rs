@@ -11,6 +11,7 @@
 
 mod key;
 mod migrations;
+mod olm_sessions;
 mod pending;
 mod rooms;
 mod txn;

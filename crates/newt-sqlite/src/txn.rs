@@ -4,8 +4,8 @@ use crate::key::StoreKey;
 use newt_crypto::ruma::{DeviceId, UserId};
 use newt_crypto::store::{
     AccountRecord, AccountState, DeviceRecord, InboundRecord, IndexUse, OlmSessionRecord,
-    OlmSessionTimes, OutboundRecord, PendingRequest, QueuedToDevice, RoomRecord, StoreError,
-    StoreTxn, TrackedUser, UndecryptedEvent, WithheldRecord,
+    OutboundRecord, PendingRequest, QueuedToDevice, RoomRecord, StoreError, StoreTxn, TrackedUser,
+    UndecryptedEvent, WithheldRecord,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -100,13 +100,14 @@ struct QueuedMeta {
     received_at_ms: u64,
 }
 
-fn session_slot(sender_key: &str, session_id: &str) -> String {
-    format!("olm:{sender_key}:{session_id}")
-}
-
 impl SqliteTxn<'_> {
     pub(crate) fn tx(&self) -> &Transaction<'_> {
         &self.tx
+    }
+
+    /// The store key, shared with worker threads that seal and open.
+    pub(crate) fn key(&self) -> &StoreKey {
+        self.key
     }
 
     pub(crate) fn seal_secret(&self, slot: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
@@ -248,42 +249,17 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn load_olm_sessions(&mut self, sender_key: &str) -> Result<Vec<OlmSessionRecord>, StoreError> {
-        let mut stmt = self
-            .tx
-            .prepare_cached(
-                "SELECT session_id, pickle, data FROM olm_sessions WHERE sender_key = ?1",
-            )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map([sender_key], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, Vec<u8>>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(backend)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        drop(stmt);
-        rows.into_iter()
-            .map(|(session_id, sealed, data)| {
-                let slot = session_slot(sender_key, &session_id);
-                let pickle = self
-                    .key
-                    .open(&slot, &sealed)
-                    .ok_or(StoreError::Decryption)?;
-                let times: OlmSessionTimes = serde_json::from_str(&data).map_err(corrupt)?;
-                Ok(OlmSessionRecord {
-                    sender_key: sender_key.to_owned(),
-                    session_id,
-                    pickle: newt_crypto::store::codec::decode_pickle(&pickle)?,
-                    created_at_ms: times.created_at_ms,
-                    last_received_at_ms: times.last_received_at_ms,
-                    retired: times.retired,
-                })
-            })
-            .collect()
+        Ok(self
+            .olm_sessions_of(&[sender_key.to_owned()])?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    fn load_olm_sessions_of(
+        &mut self,
+        sender_keys: &[String],
+    ) -> Result<Vec<Vec<OlmSessionRecord>>, StoreError> {
+        self.olm_sessions_of(sender_keys)
     }
 
     fn has_olm_session(&mut self, sender_key: &str) -> Result<bool, StoreError> {
@@ -299,25 +275,11 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError> {
-        let pickle = newt_crypto::store::codec::encode_pickle(&session.pickle)?;
-        let slot = session_slot(&session.sender_key, &session.session_id);
-        let sealed = self
-            .key
-            .seal(&slot, &pickle)
-            .ok_or_else(|| StoreError::Backend("session too large".into()))?;
-        let times = OlmSessionTimes {
-            created_at_ms: session.created_at_ms,
-            last_received_at_ms: session.last_received_at_ms,
-            retired: session.retired,
-        };
-        let data = serde_json::to_string(&times).map_err(corrupt)?;
-        exec_cached(&self.tx,
-                "INSERT INTO olm_sessions (sender_key, session_id, pickle, data) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(sender_key, session_id) DO UPDATE SET pickle = excluded.pickle, data = excluded.data",
-                params![session.sender_key, session.session_id, sealed, data],
-            )
-            .map_err(backend)?;
-        Ok(())
+        self.put_olm_sessions(std::slice::from_ref(session))
+    }
+
+    fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError> {
+        self.put_olm_sessions(sessions)
     }
 
     fn load_pending_requests(&mut self) -> Result<Vec<PendingRequest>, StoreError> {

@@ -5,11 +5,11 @@ use super::sessions::{self, LiveSession};
 use crate::OLM_ALGORITHM;
 use crate::device_keys::VerifiedDeviceKeys;
 use crate::requests::new_request_id;
-use crate::store::{PendingKind, PendingRequest, StoreError, StoreTxn};
+use crate::store::{OlmSessionRecord, PendingKind, PendingRequest, StoreError, StoreTxn};
 use rayon::prelude::*;
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use vodozemac::olm::OlmMessage;
 
 /// A request grows until it holds at least this many users and then stops
@@ -85,51 +85,63 @@ pub(crate) fn encrypt_for_devices(
     next_seq: &mut u64,
 ) -> Result<EncryptOutcome, StoreError> {
     let mut outcome = EncryptOutcome::default();
-    let mut work: Vec<(&VerifiedDeviceKeys, LiveSession)> = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut devices: Vec<&VerifiedDeviceKeys> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut seen_keys = BTreeSet::new();
     for device in recipients {
-        if !seen.insert((device.user_id().to_owned(), device.device_id().to_owned())) {
+        if !seen.insert((device.user_id(), device.device_id())) {
             continue;
         }
-        match sessions::best(txn, &device.curve25519().to_base64())? {
-            Some(session) => work.push((device, session)),
-            None => outcome
+        // One ratchet step per session and batch: two devices claiming one
+        // identity key must not both encrypt from the same saved state.
+        if !seen_keys.insert(device.curve25519().to_base64()) {
+            outcome
                 .missing_sessions
-                .push((device.user_id().to_owned(), device.device_id().to_owned())),
+                .push((device.user_id().to_owned(), device.device_id().to_owned()));
+            continue;
         }
+        devices.push(device);
     }
+    let keys: Vec<String> = devices.iter().map(|d| d.curve25519().to_base64()).collect();
+    let stored = txn.load_olm_sessions_of(&keys)?;
     let prefix = plaintext_prefix(sender, event_type, content);
     let sender_key = quoted(sender.curve25519);
-    // The ratchet steps are independent per session: use every core.
-    let encrypted: Vec<Option<String>> = work
-        .par_iter_mut()
-        .map(|(device, live)| {
+    // Unpickling, the ratchet step and pickling again are independent per
+    // session: use every core.
+    let encrypted: Vec<Option<(String, OlmSessionRecord)>> = devices
+        .par_iter()
+        .zip(stored)
+        .map(|(device, records)| {
+            let mut live = LiveSession::from_record(sessions::pick_best(records)?);
             let message = live.session.encrypt(plaintext(&prefix, device)).ok()?;
             let (kind, body) = match message {
                 OlmMessage::PreKey(m) => (0, m.to_base64()),
                 OlmMessage::Normal(m) => (1, m.to_base64()),
             };
             // Base64 needs no escaping.
-            Some(format!(
+            let content = format!(
                 "{{\"algorithm\":\"{OLM_ALGORITHM}\",\"sender_key\":{sender_key},\"ciphertext\":{{\"{}\":{{\"type\":{kind},\"body\":\"{body}\"}}}}}}",
                 device.curve25519().to_base64()
-            ))
+            );
+            Some((content, live.to_record()))
         })
         .collect();
     let mut messages: Messages = BTreeMap::new();
-    for ((device, live), content) in work.iter().zip(encrypted) {
+    let mut advanced = Vec::new();
+    for (device, result) in devices.iter().zip(encrypted) {
         let id = (device.user_id().to_owned(), device.device_id().to_owned());
-        let Some(content) = content else {
+        let Some((content, record)) = result else {
             outcome.missing_sessions.push(id);
             continue;
         };
-        txn.save_olm_session(&live.to_record())?;
+        advanced.push(record);
         messages
             .entry(id.0.clone())
             .or_default()
             .push((id.1.to_string(), content));
         outcome.sent_to.push(id);
     }
+    txn.save_olm_sessions(&advanced)?;
     outcome.request_ids = queue_raw(txn, ENCRYPTED_EVENT_TYPE, messages, room_id, next_seq)?;
     Ok(outcome)
 }
@@ -192,11 +204,21 @@ fn queue_raw(
 /// are that many. Bodies are built as text: the contents are JSON already.
 fn pack(messages: Messages) -> Vec<String> {
     let mut bodies = Vec::new();
-    let mut current = String::new();
+    // Reserved up front: a growing megabyte string would be copied often.
+    let total: usize = messages
+        .iter()
+        .flat_map(|(user, devices)| {
+            devices
+                .iter()
+                .map(move |(d, c)| user.as_str().len() + d.len() + c.len() + 16)
+        })
+        .sum();
+    let capacity = total.min(MAX_REQUEST_BYTES) + 64;
+    let mut current = String::with_capacity(capacity);
     let mut users = 0;
     let close = |body: &mut String| {
         body.push_str("}}");
-        std::mem::take(body)
+        std::mem::replace(body, String::with_capacity(capacity))
     };
     for (user, devices) in messages {
         let mut entry = format!("{}:{{", quoted(user.as_str()));

@@ -23,7 +23,7 @@ impl LiveSession {
         }
     }
 
-    fn from_record(record: OlmSessionRecord) -> Self {
+    pub(crate) fn from_record(record: OlmSessionRecord) -> Self {
         Self {
             session: Session::from_pickle(record.pickle),
             sender_key: record.sender_key,
@@ -43,13 +43,25 @@ impl LiveSession {
             retired: self.retired,
         }
     }
+}
 
-    /// CLM-05: the most recent of last receipt and creation.
-    fn freshness(&self) -> u64 {
-        self.last_received_at_ms
-            .unwrap_or(0)
-            .max(self.created_at_ms)
-    }
+/// CLM-05: the most recent of last receipt and creation.
+fn freshness(record: &OlmSessionRecord) -> u64 {
+    record
+        .last_received_at_ms
+        .unwrap_or(0)
+        .max(record.created_at_ms)
+}
+
+/// The record to encrypt with (CLM-05): the one that most recently
+/// received a message, a never-used one counting from its creation;
+/// retired (broken) sessions never. Chosen before unpickling anything.
+pub(crate) fn pick_best(records: Vec<OlmSessionRecord>) -> Option<OlmSessionRecord> {
+    records.into_iter().filter(|s| !s.retired).max_by(|a, b| {
+        freshness(a)
+            .cmp(&freshness(b))
+            .then_with(|| a.session_id.cmp(&b.session_id))
+    })
 }
 
 /// Every session with `sender_key`.
@@ -64,21 +76,10 @@ pub(crate) fn load(
         .collect())
 }
 
-/// The session to encrypt with (CLM-05): the one that most recently
-/// received a message, a never-used one counting from its creation;
-/// retired (broken) sessions never.
-pub(crate) fn best(
-    txn: &mut impl StoreTxn,
-    sender_key: &str,
-) -> Result<Option<LiveSession>, StoreError> {
-    Ok(load(txn, sender_key)?
-        .into_iter()
-        .filter(|s| !s.retired)
-        .max_by(|a, b| {
-            a.freshness()
-                .cmp(&b.freshness())
-                .then_with(|| a.session.session_id().cmp(&b.session.session_id()))
-        }))
+/// The session to encrypt with for `sender_key` (see [`pick_best`]).
+#[cfg(test)]
+fn best(txn: &mut impl StoreTxn, sender_key: &str) -> Result<Option<LiveSession>, StoreError> {
+    Ok(pick_best(txn.load_olm_sessions(sender_key)?).map(LiveSession::from_record))
 }
 
 /// Whether any session with `sender_key` exists.

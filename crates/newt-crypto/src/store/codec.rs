@@ -12,10 +12,11 @@ const MSGPACK: u8 = 1;
 
 /// Encodes a pickle for storage. The bytes are secret: seal them.
 pub fn encode_pickle<T: Serialize>(pickle: &T) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-    let mut out = Zeroizing::new(vec![MSGPACK]);
-    let body =
-        Zeroizing::new(rmp_serde::to_vec(pickle).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-    out.extend_from_slice(&body);
+    // Room for a typical session pickle: no regrowth, which would cost
+    // time and leave unzeroed copies of the secret behind.
+    let mut out = Zeroizing::new(Vec::with_capacity(4096));
+    out.push(MSGPACK);
+    rmp_serde::encode::write(&mut *out, pickle).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(out)
 }
 

@@ -6,6 +6,7 @@ use super::{
     QueuedToDevice, RoomRecord, Store, StoreError, StoreTxn, TrackedUser, UndecryptedEvent,
     WithheldRecord,
 };
+use rayon::prelude::*;
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
@@ -182,20 +183,35 @@ impl StoreTxn for MemoryTxn<'_> {
     }
 
     fn load_olm_sessions(&mut self, sender_key: &str) -> Result<Vec<OlmSessionRecord>, StoreError> {
-        let start = (sender_key.to_owned(), String::new());
-        self.state
-            .sessions
-            .range(start..)
-            .take_while(|((key, _), _)| key == sender_key)
-            .map(|((key, id), (pickle, times))| {
-                Ok(OlmSessionRecord {
-                    sender_key: key.clone(),
-                    session_id: id.clone(),
-                    pickle: super::codec::decode_pickle(pickle)?,
-                    created_at_ms: times.created_at_ms,
-                    last_received_at_ms: times.last_received_at_ms,
-                    retired: times.retired,
-                })
+        Ok(self
+            .load_olm_sessions_of(&[sender_key.to_owned()])?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    fn load_olm_sessions_of(
+        &mut self,
+        sender_keys: &[String],
+    ) -> Result<Vec<Vec<OlmSessionRecord>>, StoreError> {
+        let sessions = &self.state.sessions;
+        sender_keys
+            .par_iter()
+            .map(|sender_key| {
+                let start = (sender_key.clone(), String::new());
+                sessions
+                    .range(start..)
+                    .take_while(|((key, _), _)| key == sender_key)
+                    .map(|((key, id), (pickle, times))| {
+                        Ok(OlmSessionRecord {
+                            sender_key: key.clone(),
+                            session_id: id.clone(),
+                            pickle: super::codec::decode_pickle(pickle)?,
+                            created_at_ms: times.created_at_ms,
+                            last_received_at_ms: times.last_received_at_ms,
+                            retired: times.retired,
+                        })
+                    })
+                    .collect()
             })
             .collect()
     }
@@ -211,14 +227,23 @@ impl StoreTxn for MemoryTxn<'_> {
     }
 
     fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError> {
-        let pickle = super::codec::encode_pickle(&session.pickle)?;
-        let times = OlmSessionTimes {
-            created_at_ms: session.created_at_ms,
-            last_received_at_ms: session.last_received_at_ms,
-            retired: session.retired,
-        };
-        let key = (session.sender_key.clone(), session.session_id.clone());
-        write!(self, sessions, key, Some((pickle, times)));
+        self.save_olm_sessions(std::slice::from_ref(session))
+    }
+
+    fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError> {
+        let encoded: Vec<_> = sessions
+            .par_iter()
+            .map(|s| super::codec::encode_pickle(&s.pickle))
+            .collect::<Result<_, _>>()?;
+        for (session, pickle) in sessions.iter().zip(encoded) {
+            let times = OlmSessionTimes {
+                created_at_ms: session.created_at_ms,
+                last_received_at_ms: session.last_received_at_ms,
+                retired: session.retired,
+            };
+            let key = (session.sender_key.clone(), session.session_id.clone());
+            write!(self, sessions, key, Some((pickle, times)));
+        }
         Ok(())
     }
 

@@ -91,6 +91,21 @@ pub trait StoreTxn {
     }
     /// Inserts or replaces an Olm session (by sender key and session ID).
     fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError>;
+    /// Every session of each sender key, in the order of `sender_keys`.
+    /// Stores override this to decode on every core.
+    fn load_olm_sessions_of(
+        &mut self,
+        sender_keys: &[String],
+    ) -> Result<Vec<Vec<OlmSessionRecord>>, StoreError> {
+        sender_keys
+            .iter()
+            .map(|key| self.load_olm_sessions(key))
+            .collect()
+    }
+    /// Saves many sessions. Stores override this to encode on every core.
+    fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError> {
+        sessions.iter().try_for_each(|s| self.save_olm_session(s))
+    }
 
     /// Pending requests, in creation order.
     fn load_pending_requests(&mut self) -> Result<Vec<PendingRequest>, StoreError>;
