@@ -15,7 +15,7 @@ use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
 /// Prints a phase's time when `NEWT_BENCH_PHASES` is set.
-fn phase(name: &str, start: Instant) {
+pub fn phase(name: &str, start: Instant) {
     if std::env::var_os("NEWT_BENCH_PHASES").is_some() {
         eprintln!("  {name}: {:.1} ms", start.elapsed().as_secs_f64() * 1000.0);
     }
@@ -44,6 +44,11 @@ fn machine<S: Store>(store: &mut S) -> OlmMachine {
 
 /// newt's time for the workload.
 pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
+    run(store, peers).0
+}
+
+/// The workload's time, and the machine that ran it.
+pub fn run<S: Store>(store: &mut S, peers: &[PeerDevice]) -> (Duration, OlmMachine) {
     let machine = machine(store);
     let users: Vec<OwnedUserId> = {
         let mut u: Vec<String> = peers.iter().map(|p| p.user.clone()).collect();
@@ -141,7 +146,7 @@ pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
         let _ = machine.mark_request_as_sent(&mut txn, request.request_id(), "{}", NOW);
     }
     let _ = txn.commit();
-    timed
+    (timed, machine)
 }
 
 /// Signed bytes and their signature.
@@ -186,9 +191,7 @@ pub fn limit_input(peers: &[PeerDevice]) -> LimitInput {
             otk.unwrap_or_else(|_| unreachable!()),
         ));
     }
-    let payload = serde_json::json!({"type": "m.room_key", "content": fixtures::room_key_content(), "sender": "@me:bench.example",
-        "recipient": "@u0:bench.example", "recipient_keys": {"ed25519": "x".repeat(43)}, "keys": {"ed25519": "y".repeat(43)}})
-    .to_string();
+    let payload = fixtures::olm_plaintext(peers);
     LimitInput {
         signed,
         sessions,

@@ -108,6 +108,21 @@ pub fn claim_response(peers: &[PeerDevice], request: &Value) -> String {
 }
 
 /// A plausible `m.room_key` content.
+/// An Olm plaintext of the size newt encrypts for one device: the room
+/// key, both identities, and signed device keys as `sender_device_keys`
+/// (a peer's stand in for ours: same shape, same size).
+pub fn olm_plaintext(peers: &[PeerDevice]) -> String {
+    let device_keys = peers.first().map(|p| p.device_keys.clone());
+    json!({
+        "type": "m.room_key", "content": room_key_content(),
+        "sender": "@me:bench.example", "sender_device": "BENCHDEV",
+        "keys": {"ed25519": "y".repeat(43)},
+        "sender_device_keys": device_keys,
+        "recipient": "@u0:bench.example", "recipient_keys": {"ed25519": "x".repeat(43)},
+    })
+    .to_string()
+}
+
 pub fn room_key_content() -> Value {
     let session =
         vodozemac::megolm::GroupSession::new(vodozemac::megolm::SessionConfig::version_1());

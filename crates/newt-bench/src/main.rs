@@ -150,22 +150,24 @@ fn main() {
                 |t| pool(t).install(|| first_share::newt(&mut sqlite().1, &peers)),
             );
         }
-        let workload = format!("re-share N={n}");
-        if !wanted(only, &workload) {
-            continue;
+        for (label, restarted) in [("", false), (" after restart", true)] {
+            let workload = format!("re-share N={n}{label}");
+            if !wanted(only, &workload) {
+                continue;
+            }
+            let peers = fixtures::peers(n, n);
+            let mut input = reshare::limit_input(&peers);
+            let limit = median((0..reps).map(|_| reshare::limit(&mut input)).collect());
+            run_all(
+                &mut rows,
+                &workload,
+                limit,
+                reps,
+                cores,
+                |t| pool(t).install(|| reshare::newt(&mut MemoryStore::new(), &peers, restarted)),
+                |t| pool(t).install(|| reshare::newt(&mut sqlite().1, &peers, restarted)),
+            );
         }
-        let peers = fixtures::peers(n, n);
-        let mut input = reshare::limit_input(&peers);
-        let limit = median((0..reps).map(|_| reshare::limit(&mut input)).collect());
-        run_all(
-            &mut rows,
-            &workload,
-            limit,
-            reps,
-            cores,
-            |t| pool(t).install(|| reshare::newt(&mut MemoryStore::new(), &peers)),
-            |t| pool(t).install(|| reshare::newt(&mut sqlite().1, &peers)),
-        );
     }
     let receive_n = if quick { 100 } else { 1000 };
     let workload = format!("receive keys ({receive_n} in one sync)");

@@ -14,16 +14,19 @@ use vodozemac::olm::{Account, Session, SessionConfig};
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
 /// newt's time: sessions are made by a first share (untimed), then a
-/// second key goes to everyone.
-pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
-    first_share::newt(store, peers);
-    let (user, device) = fixtures::me();
-    let Ok(mut txn) = store.transaction() else {
-        unreachable!()
-    };
-    let machine =
-        OlmMachine::open(&mut txn, &user, &device, NOW).unwrap_or_else(|_| unreachable!());
-    let _ = newt_crypto::store::StoreTxn::commit(txn);
+/// second key goes to everyone. `restarted`: by a new machine on the same
+/// store, as after a restart, so nothing from the first share is cached.
+pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice], restarted: bool) -> Duration {
+    let (_, mut machine) = first_share::run(store, peers);
+    if restarted {
+        let (user, device) = fixtures::me();
+        let Ok(mut txn) = store.transaction() else {
+            unreachable!()
+        };
+        machine =
+            OlmMachine::open(&mut txn, &user, &device, NOW).unwrap_or_else(|_| unreachable!());
+        let _ = newt_crypto::store::StoreTxn::commit(txn);
+    }
     let mut users: Vec<OwnedUserId> = peers
         .iter()
         .filter_map(|p| OwnedUserId::try_from(p.user.as_str()).ok())
@@ -37,8 +40,13 @@ pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
     };
     let outcome =
         machine.encrypt_to_device(&mut txn, "m.room_key", &content, &Recipients::Users(users));
+    first_share::phase("encrypt", start);
+    let t = Instant::now();
     let bodies = machine.outgoing_requests(&mut txn, NOW).unwrap_or_default();
+    first_share::phase("outgoing", t);
+    let t = Instant::now();
     let _ = newt_crypto::store::StoreTxn::commit(txn);
+    first_share::phase("commit", t);
     let elapsed = start.elapsed();
     assert_eq!(outcome.map(|o| o.sent_to.len()).unwrap_or(0), peers.len());
     assert!(bodies.iter().any(|b| b.kind() == RequestKind::ToDevice));
@@ -56,9 +64,7 @@ pub fn limit_input(peers: &[PeerDevice]) -> (Vec<Session>, String) {
                 .ok()
         })
         .collect();
-    let payload =
-        serde_json::json!({"type": "m.room_key", "content": fixtures::room_key_content()})
-            .to_string();
+    let payload = fixtures::olm_plaintext(peers);
     (sessions, payload)
 }
 

@@ -38,6 +38,7 @@ pub struct OlmMachine {
     curve25519: String,
     device_keys: Value,
     keys: crate::key_cache::KeyCache,
+    olm: crate::olm::cache::OlmCache,
 }
 
 fn load(txn: &mut impl StoreTxn) -> Result<Option<OwnAccount>, StoreError> {
@@ -87,6 +88,7 @@ impl OlmMachine {
             curve25519: keys.curve25519.to_base64(),
             device_keys: account.device_keys(),
             keys: crate::key_cache::KeyCache::default(),
+            olm: Default::default(),
         })
     }
 
@@ -143,6 +145,7 @@ impl OlmMachine {
             ed25519: &self.ed25519,
             curve25519: &self.curve25519,
             device_keys: &self.device_keys,
+            cache: &self.olm,
         }
     }
 

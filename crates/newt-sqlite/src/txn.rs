@@ -3,9 +3,9 @@
 use crate::key::StoreKey;
 use newt_crypto::ruma::{DeviceId, UserId};
 use newt_crypto::store::{
-    AccountRecord, AccountState, DeviceRecord, InboundRecord, IndexUse, OlmSessionRecord,
-    OutboundRecord, PendingRequest, QueuedToDevice, RoomRecord, StoreError, StoreTxn, TrackedUser,
-    UndecryptedEvent, WithheldRecord,
+    AccountRecord, AccountState, AfterCommit, DeviceRecord, InboundRecord, IndexUse,
+    OlmSessionRecord, OutboundRecord, PendingRequest, QueuedToDevice, RoomRecord, StoreError,
+    StoreTxn, TrackedUser, UndecryptedEvent, WithheldRecord,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,7 @@ pub(crate) fn corrupt(e: serde_json::Error) -> StoreError {
 pub struct SqliteTxn<'a> {
     tx: Transaction<'a>,
     key: &'a StoreKey,
+    after_commit: Vec<AfterCommit>,
 }
 
 impl std::fmt::Debug for SqliteTxn<'_> {
@@ -46,7 +47,11 @@ impl std::fmt::Debug for SqliteTxn<'_> {
 
 impl<'a> SqliteTxn<'a> {
     pub(crate) fn new(tx: Transaction<'a>, key: &'a StoreKey) -> Self {
-        Self { tx, key }
+        Self {
+            tx,
+            key,
+            after_commit: Vec::new(),
+        }
     }
 
     /// Reads a named secret (for example the client's access token).
@@ -483,7 +488,19 @@ impl StoreTxn for SqliteTxn<'_> {
         Ok(())
     }
 
+    fn olm_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        self.revision().map(Some)
+    }
+
+    fn after_commit(&mut self, f: AfterCommit) {
+        self.after_commit.push(f);
+    }
+
     fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().map_err(backend)
+        self.tx.commit().map_err(backend)?;
+        for f in self.after_commit {
+            f();
+        }
+        Ok(())
     }
 }

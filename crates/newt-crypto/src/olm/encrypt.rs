@@ -1,6 +1,7 @@
 //! Encrypting to-device payloads (OLM-01..03) and packing them into
 //! `/sendToDevice` requests (TD-01, TD-02).
 
+use super::cache::OlmCache;
 use super::sessions::{self, LiveSession};
 use crate::OLM_ALGORITHM;
 use crate::device_keys::VerifiedDeviceKeys;
@@ -41,6 +42,8 @@ pub(crate) struct Sender<'a> {
     pub(crate) curve25519: &'a str,
     /// Our signed device keys, sent as `sender_device_keys` (MSC4147).
     pub(crate) device_keys: &'a Value,
+    /// Live sessions from earlier sends.
+    pub(crate) cache: &'a OlmCache,
 }
 
 /// A JSON string literal.
@@ -103,16 +106,34 @@ pub(crate) fn encrypt_for_devices(
         devices.push(device);
     }
     let keys: Vec<String> = devices.iter().map(|d| d.curve25519().to_base64()).collect();
-    let stored = txn.load_olm_sessions_of(&keys)?;
+    let mut taken = sender.cache.take(txn, &keys)?;
+    // Only what the cache lacks comes from the store.
+    let missing: Vec<String> = keys
+        .iter()
+        .zip(&taken.sessions)
+        .filter(|(_, cached)| cached.is_none())
+        .map(|(key, _)| key.clone())
+        .collect();
+    let mut stored = txn.load_olm_sessions_of(&missing)?.into_iter();
+    let sources: Vec<Source> = std::mem::take(&mut taken.sessions)
+        .into_iter()
+        .map(|cached| match cached {
+            Some(live) => Source::Cached(live),
+            None => Source::Stored(stored.next().unwrap_or_default()),
+        })
+        .collect();
     let prefix = plaintext_prefix(sender, event_type, content);
     let sender_key = quoted(sender.curve25519);
     // Unpickling, the ratchet step and pickling again are independent per
     // session: use every core.
-    let encrypted: Vec<Option<(String, OlmSessionRecord)>> = devices
+    let encrypted: Vec<Option<Encrypted>> = devices
         .par_iter()
-        .zip(stored)
-        .map(|(device, records)| {
-            let mut live = LiveSession::from_record(sessions::pick_best(records)?);
+        .zip(sources)
+        .map(|(device, source)| {
+            let mut live = match source {
+                Source::Cached(live) => live,
+                Source::Stored(records) => LiveSession::from_record(sessions::pick_best(records)?),
+            };
             let message = live.session.encrypt(plaintext(&prefix, device)).ok()?;
             let (kind, body) = match message {
                 OlmMessage::PreKey(m) => (0, m.to_base64()),
@@ -123,27 +144,48 @@ pub(crate) fn encrypt_for_devices(
                 "{{\"algorithm\":\"{OLM_ALGORITHM}\",\"sender_key\":{sender_key},\"ciphertext\":{{\"{}\":{{\"type\":{kind},\"body\":\"{body}\"}}}}}}",
                 device.curve25519().to_base64()
             );
-            Some((content, live.to_record()))
+            let record = live.to_record();
+            Some(Encrypted {
+                content,
+                record,
+                live,
+            })
         })
         .collect();
     let mut messages: Messages = BTreeMap::new();
     let mut advanced = Vec::new();
+    let mut live = Vec::new();
     for (device, result) in devices.iter().zip(encrypted) {
         let id = (device.user_id().to_owned(), device.device_id().to_owned());
-        let Some((content, record)) = result else {
+        let Some(done) = result else {
             outcome.missing_sessions.push(id);
             continue;
         };
-        advanced.push(record);
+        advanced.push(done.record);
+        live.push(done.live);
         messages
             .entry(id.0.clone())
             .or_default()
-            .push((id.1.to_string(), content));
+            .push((id.1.to_string(), done.content));
         outcome.sent_to.push(id);
     }
     txn.save_olm_sessions(&advanced)?;
+    sender.cache.keep(txn, &taken, live)?;
     outcome.request_ids = queue_raw(txn, ENCRYPTED_EVENT_TYPE, messages, room_id, next_seq)?;
     Ok(outcome)
+}
+
+/// Where a device's session comes from.
+enum Source {
+    Cached(LiveSession),
+    Stored(Vec<OlmSessionRecord>),
+}
+
+/// One device's encrypted content and its advanced session.
+struct Encrypted {
+    content: String,
+    record: OlmSessionRecord,
+    live: LiveSession,
 }
 
 /// Per user, per device: the content as JSON text.

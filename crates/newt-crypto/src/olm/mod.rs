@@ -2,6 +2,7 @@
 //! payloads (OLM-01..03) and decrypting them with every check (OLM-05..13,
 //! REC-01..03).
 
+pub(crate) mod cache;
 pub(crate) mod claim;
 pub(crate) mod decrypt;
 pub(crate) mod encrypt;

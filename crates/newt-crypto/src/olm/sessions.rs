@@ -5,7 +5,8 @@ use vodozemac::olm::Session;
 
 /// A live session with its stored metadata.
 pub(crate) struct LiveSession {
-    pub(crate) session: Session,
+    /// Boxed: several kilobytes that would otherwise be copied on moves.
+    pub(crate) session: Box<Session>,
     pub(crate) sender_key: String,
     pub(crate) created_at_ms: u64,
     pub(crate) last_received_at_ms: Option<u64>,
@@ -15,7 +16,7 @@ pub(crate) struct LiveSession {
 impl LiveSession {
     pub(crate) fn new(session: Session, sender_key: String, now_ms: u64) -> Self {
         Self {
-            session,
+            session: Box::new(session),
             sender_key,
             created_at_ms: now_ms,
             last_received_at_ms: None,
@@ -25,7 +26,7 @@ impl LiveSession {
 
     pub(crate) fn from_record(record: OlmSessionRecord) -> Self {
         Self {
-            session: Session::from_pickle(record.pickle),
+            session: Box::new(Session::from_pickle(*record.pickle)),
             sender_key: record.sender_key,
             created_at_ms: record.created_at_ms,
             last_received_at_ms: record.last_received_at_ms,
@@ -37,7 +38,7 @@ impl LiveSession {
         OlmSessionRecord {
             sender_key: self.sender_key.clone(),
             session_id: self.session.session_id(),
-            pickle: self.session.pickle(),
+            pickle: Box::new(self.session.pickle()),
             created_at_ms: self.created_at_ms,
             last_received_at_ms: self.last_received_at_ms,
             retired: self.retired,

@@ -22,6 +22,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     values_round_trip_and_overwrite(&mut make());
     tracked_users_and_devices(&mut make());
     olm_sessions_round_trip(&mut make());
+    olm_revision_follows_saves(&mut make());
     pending_requests_keep_order(&mut make());
     queued_events_keep_order_and_content(&mut make());
     room_records_round_trip(&mut make());
@@ -176,7 +177,7 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
         txn.save_olm_session(&OlmSessionRecord {
             sender_key: bob_key.clone(),
             session_id: session.session_id(),
-            pickle: session.pickle(),
+            pickle: Box::new(session.pickle()),
             created_at_ms: i as u64,
             last_received_at_ms: None,
             retired: false,
@@ -207,8 +208,77 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
             .iter()
             .any(|s| s.session_id == ids[0] && s.last_received_at_ms == Some(99))
     );
-    let restored = vodozemac::olm::Session::from_pickle(again.into_iter().next().unwrap().pickle);
+    let restored = vodozemac::olm::Session::from_pickle(*again.into_iter().next().unwrap().pickle);
     assert!(ids.contains(&restored.session_id()));
+}
+
+/// The Olm revision (if tracked) changes with every save and rolls back
+/// with the transaction; after-commit work runs on commit only. Caches
+/// of live sessions rely on both.
+pub fn olm_revision_follows_saves<S: Store>(store: &mut S) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let alice = Account::new();
+    let mut bob = Account::new();
+    bob.generate_one_time_keys(1);
+    let otk = bob.one_time_keys().into_values().next().unwrap();
+    let session = alice
+        .create_outbound_session(
+            vodozemac::olm::SessionConfig::version_1(),
+            bob.curve25519_key(),
+            otk,
+        )
+        .unwrap();
+    let record = OlmSessionRecord {
+        sender_key: bob.curve25519_key().to_base64(),
+        session_id: session.session_id(),
+        pickle: Box::new(session.pickle()),
+        created_at_ms: 1,
+        last_received_at_ms: None,
+        retired: false,
+    };
+    let ran = Arc::new(AtomicUsize::new(0));
+    let count = |ran: &Arc<AtomicUsize>| {
+        let ran = Arc::clone(ran);
+        Box::new(move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    let mut txn = store.transaction().unwrap();
+    let Some(first) = txn.olm_revision().unwrap() else {
+        return; // Not tracked: nothing is cached above this store.
+    };
+    txn.save_olm_session(&record).unwrap();
+    let second = txn.olm_revision().unwrap().unwrap();
+    assert_ne!(first, second, "a save must change the revision");
+    txn.save_olm_sessions(std::slice::from_ref(&record))
+        .unwrap();
+    let third = txn.olm_revision().unwrap().unwrap();
+    assert_ne!(second, third, "every save must change the revision");
+    txn.after_commit(count(&ran));
+    txn.commit().unwrap();
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        1,
+        "after-commit work did not run"
+    );
+
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(txn.olm_revision().unwrap(), Some(third));
+    txn.save_olm_session(&record).unwrap();
+    txn.after_commit(count(&ran));
+    drop(txn);
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        1,
+        "after-commit work ran on rollback"
+    );
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(
+        txn.olm_revision().unwrap(),
+        Some(third),
+        "rollback kept a revision"
+    );
 }
 
 /// Pending requests come back in creation order, one by ID with its exact

@@ -1,7 +1,7 @@
 //! An in-memory store for tests and ephemeral clients.
 
 use super::{
-    AccountRecord, AccountState, DeviceRecord, InboundInfo, InboundRecord, IndexUse,
+    AccountRecord, AccountState, AfterCommit, DeviceRecord, InboundInfo, InboundRecord, IndexUse,
     OlmSessionRecord, OlmSessionTimes, OutboundRecord, OutboundState, PendingRequest,
     QueuedToDevice, RoomRecord, Store, StoreError, StoreTxn, TrackedUser, UndecryptedEvent,
     WithheldRecord,
@@ -31,6 +31,8 @@ struct State {
     indices: BTreeMap<(String, String, u32), IndexUse>,
     undecrypted: BTreeMap<(String, String), UndecryptedEvent>,
     withheld: BTreeMap<(String, String), WithheldRecord>,
+    /// See [`StoreTxn::olm_revision`].
+    olm_revision: u64,
 }
 
 /// A store that lives in memory. Transactions write in place and keep an
@@ -60,6 +62,7 @@ type Undo = Box<dyn FnOnce(&mut State) + Send>;
 pub struct MemoryTxn<'a> {
     state: &'a mut State,
     undo: Vec<Undo>,
+    after_commit: Vec<AfterCommit>,
 }
 
 impl std::fmt::Debug for MemoryTxn<'_> {
@@ -110,6 +113,7 @@ impl Store for MemoryStore {
         Ok(MemoryTxn {
             state: &mut self.state,
             undo: Vec::new(),
+            after_commit: Vec::new(),
         })
     }
 }
@@ -205,7 +209,7 @@ impl StoreTxn for MemoryTxn<'_> {
                         Ok(OlmSessionRecord {
                             sender_key: key.clone(),
                             session_id: id.clone(),
-                            pickle: super::codec::decode_pickle(pickle)?,
+                            pickle: Box::new(super::codec::decode_pickle(pickle)?),
                             created_at_ms: times.created_at_ms,
                             last_received_at_ms: times.last_received_at_ms,
                             retired: times.retired,
@@ -244,7 +248,18 @@ impl StoreTxn for MemoryTxn<'_> {
             let key = (session.sender_key.clone(), session.session_id.clone());
             write!(self, sessions, key, Some((pickle, times)));
         }
+        let old = std::mem::replace(&mut self.state.olm_revision, rand::random());
+        self.undo
+            .push(Box::new(move |s: &mut State| s.olm_revision = old));
         Ok(())
+    }
+
+    fn olm_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.state.olm_revision))
+    }
+
+    fn after_commit(&mut self, f: AfterCommit) {
+        self.after_commit.push(f);
     }
 
     fn load_pending_requests(&mut self) -> Result<Vec<PendingRequest>, StoreError> {
@@ -478,6 +493,9 @@ impl StoreTxn for MemoryTxn<'_> {
     fn commit(mut self) -> Result<(), StoreError> {
         // Keep every write: nothing to undo.
         self.undo.clear();
+        for f in std::mem::take(&mut self.after_commit) {
+            f();
+        }
         Ok(())
     }
 }

@@ -40,6 +40,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Work to run once a transaction has committed.
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
+
 /// A store: something that can begin a transaction.
 pub trait Store {
     /// The transaction type.
@@ -105,6 +108,20 @@ pub trait StoreTxn {
     /// Saves many sessions. Stores override this to encode on every core.
     fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError> {
         sessions.iter().try_for_each(|s| self.save_olm_session(s))
+    }
+    /// A value that changes, to a fresh random one, whenever any Olm
+    /// session is saved, by any process, and rolls back with the
+    /// transaction. Live sessions cached above the store are used only
+    /// while it is unchanged. `None` (the default): not tracked, nothing
+    /// is cached.
+    fn olm_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+    /// Runs `f` once this transaction has committed, never if it rolls
+    /// back, so caches above the store hold committed state only. The
+    /// default drops `f`, which is always safe: nothing is cached.
+    fn after_commit(&mut self, f: AfterCommit) {
+        drop(f);
     }
 
     /// Pending requests, in creation order.

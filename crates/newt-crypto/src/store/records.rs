@@ -167,8 +167,9 @@ pub struct OlmSessionRecord {
     pub sender_key: String,
     /// vodozemac's session ID.
     pub session_id: String,
-    /// The ratchet. Secret: stores encrypt it.
-    pub pickle: vodozemac::olm::SessionPickle,
+    /// The ratchet. Secret: stores encrypt it. Boxed: it is several
+    /// kilobytes, and records move through batches.
+    pub pickle: Box<vodozemac::olm::SessionPickle>,
     /// When the session was made, in ms.
     pub created_at_ms: u64,
     /// When it last decrypted a message, in ms (CLM-05).

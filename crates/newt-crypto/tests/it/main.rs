@@ -6,6 +6,7 @@
 mod account;
 mod attacks;
 mod olm;
+mod olm_cache;
 mod raw_peer;
 mod rooms;
 mod rooms_router;
