@@ -75,6 +75,13 @@ fn run_all(
 ) {
     let mut counts = vec![1, cores];
     counts.dedup();
+    // NEWT_BENCH_THREADS=n runs one thread count only (for profiling).
+    if let Some(n) = std::env::var("NEWT_BENCH_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        counts = vec![n];
+    }
     // NEWT_BENCH_STORE=memory|sqlite runs one store only (for profiling).
     let store = std::env::var("NEWT_BENCH_STORE").ok();
     let wants = |name: &str| store.as_deref().is_none_or(|s| s == name);

@@ -16,6 +16,9 @@ pub const MEGOLM_ALGORITHM: &str = "m.megolm.v1.aes-sha2";
 /// The one-time key algorithm Olm v1 uses (OTK-01).
 pub const SIGNED_CURVE25519: &str = "signed_curve25519";
 
+/// One-time keys kept on the server: half of what vodozemac holds.
+const OTK_TARGET: u64 = 25;
+
 /// A loaded account with its bookkeeping. Lives for one input.
 pub(crate) struct OwnAccount {
     pub(crate) inner: Account,
@@ -90,6 +93,30 @@ impl OwnAccount {
     /// account can hold (OTK-02).
     pub(crate) fn otk_target(&self) -> u64 {
         (self.inner.max_number_of_one_time_keys() / 2) as u64
+    }
+
+    /// Whether [`Self::plan_upload`] would change anything, from the
+    /// public state alone: most syncs need no upload, and then the keys
+    /// are never unpickled.
+    pub(crate) fn upload_due(
+        state: &AccountState,
+        server: &ServerKeyCounts,
+        now: Timestamp,
+    ) -> bool {
+        if state
+            .forget_previous_fallback_at_ms
+            .is_some_and(|at| now.0 >= at)
+        {
+            return true;
+        }
+        if state.pending_upload.is_some() {
+            return false;
+        }
+        let count = server.one_time_keys.or(state.server_otk_count).unwrap_or(0);
+        OTK_TARGET.saturating_sub(count) > 0
+            || state.fallback_created_at_ms.is_none()
+            || server.fallback_used(SIGNED_CURVE25519)
+            || !state.device_keys_published
     }
 
     /// Applies what the server says about our keys, generating what is
@@ -226,5 +253,61 @@ impl ServerKeyCounts {
         self.unused_fallback_key_types
             .as_ref()
             .is_some_and(|types| !types.iter().any(|t| t == algorithm))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `upload_due` answers exactly what `plan_upload` would do, for every
+    /// combination of state and server counts.
+    #[test]
+    fn upload_due_agrees_with_plan_upload() {
+        let user: ruma::OwnedUserId = "@a:example.org".try_into().unwrap();
+        let base = OwnAccount {
+            inner: Account::new(),
+            state: AccountState::new(&user, "DEV".into()),
+        };
+        assert_eq!(base.otk_target(), OTK_TARGET);
+        let mut cases = 0;
+        for pending in [false, true] {
+            for fallback in [None, Some(1)] {
+                for forget in [None, Some(5), Some(500)] {
+                    for published in [false, true] {
+                        for stored in [None, Some(0), Some(25)] {
+                            for count in [None, Some(0), Some(10), Some(25), Some(50)] {
+                                for unused in
+                                    [None, Some(vec![]), Some(vec![SIGNED_CURVE25519.to_owned()])]
+                                {
+                                    let mut account = OwnAccount::from_record(base.to_record());
+                                    account.state.pending_upload = pending.then(|| PendingUpload {
+                                        request_id: "r".into(),
+                                        body: "{}".into(),
+                                    });
+                                    account.state.fallback_created_at_ms = fallback;
+                                    account.state.forget_previous_fallback_at_ms = forget;
+                                    account.state.device_keys_published = published;
+                                    account.state.server_otk_count = stored;
+                                    let server = ServerKeyCounts {
+                                        one_time_keys: count,
+                                        unused_fallback_key_types: unused,
+                                    };
+                                    let now = Timestamp(100);
+                                    let due = OwnAccount::upload_due(&account.state, &server, now);
+                                    assert_eq!(
+                                        due,
+                                        account.plan_upload(&server, now),
+                                        "{server:?}"
+                                    );
+                                    cases += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 2 * 2 * 3 * 2 * 3 * 5 * 3);
     }
 }

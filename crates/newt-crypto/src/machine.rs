@@ -39,6 +39,7 @@ pub struct OlmMachine {
     device_keys: Value,
     keys: crate::key_cache::KeyCache,
     olm: crate::olm::cache::OlmCache,
+    pub(crate) inbound: crate::megolm::cache::InboundCache,
 }
 
 fn load(txn: &mut impl StoreTxn) -> Result<Option<OwnAccount>, StoreError> {
@@ -89,6 +90,7 @@ impl OlmMachine {
             device_keys: account.device_keys(),
             keys: crate::key_cache::KeyCache::default(),
             olm: Default::default(),
+            inbound: Default::default(),
         })
     }
 
@@ -158,13 +160,20 @@ impl OlmMachine {
         changes: &SyncChanges,
         now: Timestamp,
     ) -> Result<SyncOutcome, SyncError> {
-        let mut account = load(txn)?.ok_or(SyncError::NoAccount)?;
+        let state = txn.load_account_state()?.ok_or(SyncError::NoAccount)?;
         let counts = ServerKeyCounts::from_sync(
             changes.one_time_key_counts.as_ref(),
             changes.unused_fallback_key_types.clone(),
         );
-        if account.plan_upload(&counts, now) {
-            txn.save_account(&account.to_record())?;
+        // The keys are unpickled only when an upload is due or a to-device
+        // event may need them.
+        let mut account = None;
+        if OwnAccount::upload_due(&state, &counts, now) {
+            let mut loaded = load(txn)?.ok_or(SyncError::NoAccount)?;
+            if loaded.plan_upload(&counts, now) {
+                txn.save_account(&loaded.to_record())?;
+            }
+            account = Some(loaded);
         }
         if changes.initial {
             // TRK-12: an initial sync reports no device-list changes.
@@ -183,9 +192,15 @@ impl OlmMachine {
         )?;
         let mut batch = Batch::new(txn, self.me(), now)?;
         let mut outcome = SyncOutcome::default();
-        for event in &changes.to_device_events {
-            if let Some(result) = batch.process(txn, &mut account, event)? {
-                outcome.to_device.push(result);
+        if !changes.to_device_events.is_empty() {
+            let mut account = match account {
+                Some(account) => account,
+                None => load(txn)?.ok_or(SyncError::NoAccount)?,
+            };
+            for event in &changes.to_device_events {
+                if let Some(result) = batch.process(txn, &mut account, event)? {
+                    outcome.to_device.push(result);
+                }
             }
         }
         self.absorb_rooms(txn, &changes.rooms, &mut outcome, now)?;
@@ -370,13 +385,14 @@ impl OlmMachine {
         body: &str,
         now: Timestamp,
     ) -> Result<ResponseOutcome, ResponseError> {
-        let mut account = load(txn)?.ok_or(ResponseError::NoAccount)?;
-        if account
-            .state
+        // The keys are unpickled only for the responses that need them.
+        let state = txn.load_account_state()?.ok_or(ResponseError::NoAccount)?;
+        if state
             .pending_upload
             .as_ref()
             .is_some_and(|u| u.request_id == request_id)
         {
+            let mut account = load(txn)?.ok_or(ResponseError::NoAccount)?;
             let response: KeysUploadResponse =
                 serde_json::from_str(body).map_err(|e| ResponseError::Malformed(e.to_string()))?;
             account.upload_succeeded(&response.one_time_key_counts);
@@ -400,7 +416,8 @@ impl OlmMachine {
                 let query =
                     tracking::receive_query(txn, users, &response, &self.own(), &self.keys, now)?;
                 // TRK-10: the server lost our device: publish its keys again.
-                if query.own_device_missing && account.state.pending_upload.is_none() {
+                if query.own_device_missing && state.pending_upload.is_none() {
+                    let mut account = load(txn)?.ok_or(ResponseError::NoAccount)?;
                     account.state.device_keys_published = false;
                     account.plan_upload(&ServerKeyCounts::default(), now);
                     txn.save_account(&account.to_record())?;
@@ -411,8 +428,16 @@ impl OlmMachine {
                 outcome.query = Some(query);
             }
             PendingKind::KeysClaim { devices } => {
-                let claimed =
-                    claim::receive_claim(txn, &account.inner, devices, &response, &self.keys, now)?;
+                let account = load(txn)?.ok_or(ResponseError::NoAccount)?;
+                let claimed = claim::receive_claim(
+                    txn,
+                    &account.inner,
+                    devices,
+                    &response,
+                    &self.keys,
+                    &self.olm,
+                    now,
+                )?;
                 if !claimed.replaced.is_empty() {
                     // REC-02: tell the peer about the new session.
                     let recipients = Recipients::Devices(claimed.replaced.clone());

@@ -29,8 +29,11 @@ impl OlmMachine {
     ) -> Result<(), StoreError> {
         let opened = megolm::absorb_to_device(txn, &self.megolm_me(), &outcome.to_device)?;
         outcome.room_events.extend(opened);
-        // One cache for every timeline event of this input.
+        // One cache for every timeline event of this input, seeded with
+        // the sessions earlier inputs left.
         let me = self.megolm_me();
+        let (revision, sessions) = self.inbound.take(txn)?;
+        me.cache.borrow_mut().sessions = sessions;
         for update in rooms {
             let state: Vec<&Value> = update
                 .state_events
@@ -80,7 +83,8 @@ impl OlmMachine {
                 });
             }
         }
-        Ok(())
+        let sessions = std::mem::take(&mut me.cache.borrow_mut().sessions);
+        self.inbound.keep(txn, revision, sessions)
     }
 
     /// Whether the room is encrypted (ENC-01); plaintext is refused then.

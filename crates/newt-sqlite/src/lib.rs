@@ -13,6 +13,7 @@ mod key;
 mod migrations;
 mod olm_sessions;
 mod pending;
+mod revision;
 mod rooms;
 mod txn;
 

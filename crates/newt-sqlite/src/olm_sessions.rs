@@ -5,11 +5,7 @@ use crate::txn::{SqliteTxn, backend, corrupt, exec_cached};
 use newt_crypto::store::codec::{decode_pickle, encode_pickle};
 use newt_crypto::store::{OlmSessionRecord, OlmSessionTimes, StoreError};
 use rayon::prelude::*;
-use rusqlite::{OptionalExtension, params};
-
-/// The `kv` entry holding the Olm revision; the `newt.` prefix is the
-/// store's own.
-const REVISION: &str = "newt.olm_revision";
+use rusqlite::params;
 
 /// The associated data a session's pickle is sealed under.
 fn slot(sender_key: &str, session_id: &str) -> String {
@@ -101,29 +97,8 @@ impl SqliteTxn<'_> {
             .map_err(backend)?;
         }
         if !sessions.is_empty() {
-            // Random, not a counter: two histories of one store file (a
-            // restored copy) never show the same revision.
-            exec_cached(
-                self.tx(),
-                "INSERT INTO kv (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [REVISION, &rand::random::<u64>().to_string()],
-            )
-            .map_err(backend)?;
+            self.bump_revision(crate::revision::OLM)?;
         }
         Ok(())
-    }
-
-    /// See `StoreTxn::olm_revision`: 0 until a session is saved.
-    pub(crate) fn revision(&mut self) -> Result<u64, StoreError> {
-        let value: Option<String> = self
-            .tx()
-            .prepare_cached("SELECT value FROM kv WHERE key = ?1")
-            .and_then(|mut s| s.query_row([REVISION], |row| row.get(0)).optional())
-            .map_err(backend)?;
-        value.map_or(Ok(0), |v| {
-            v.parse()
-                .map_err(|_| StoreError::Corrupt("Olm revision".into()))
-        })
     }
 }

@@ -489,7 +489,11 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn olm_revision(&mut self) -> Result<Option<u64>, StoreError> {
-        self.revision().map(Some)
+        self.revision(crate::revision::OLM).map(Some)
+    }
+
+    fn inbound_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        self.revision(crate::revision::INBOUND).map(Some)
     }
 
     fn after_commit(&mut self, f: AfterCommit) {

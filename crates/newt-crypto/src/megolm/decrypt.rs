@@ -20,7 +20,8 @@ pub(crate) struct Me<'a> {
     pub(crate) device_id: &'a str,
     /// Sessions and device facts already loaded in this input: a sync
     /// decrypts many events of few sessions. Decrypting never changes a
-    /// stored inbound session, so the copies stay right for the input.
+    /// stored inbound session, so the copies stay right for the input
+    /// (and, through `megolm::cache`, for later ones).
     pub(crate) cache: std::cell::RefCell<BatchCache>,
 }
 
@@ -32,8 +33,7 @@ type AheadResult = Result<vodozemac::megolm::DecryptedMessage, String>;
 /// What one input has loaded already.
 #[derive(Default)]
 pub(crate) struct BatchCache {
-    sessions:
-        std::collections::BTreeMap<(String, String), (InboundGroupSession, InboundInfo, String)>,
+    pub(crate) sessions: super::cache::Sessions,
     /// Results of decrypting ahead, in parallel, by session and ciphertext.
     decrypted: std::collections::BTreeMap<
         (String, String, String),
@@ -323,44 +323,40 @@ pub(crate) fn decrypt_ahead(
     let mut work = Vec::new();
     for (session_id, ciphertexts) in groups {
         let key = (room_id.to_owned(), session_id.clone());
-        if !me.cache.borrow().sessions.contains_key(&key)
-            && let Some(record) = txn.load_inbound(room_id, &session_id)?
-        {
-            let session = InboundGroupSession::from_pickle(record.pickle);
-            me.cache
-                .borrow_mut()
-                .sessions
-                .insert(key.clone(), (session, record.info, record.room_id));
-        }
-        // Each core works on its own copy; the cached one stays as is.
-        let copy = me
-            .cache
-            .borrow()
-            .sessions
-            .get(&key)
-            .map(|(s, _, _)| InboundGroupSession::from_pickle(s.pickle()));
-        if let Some(copy) = copy {
-            work.push((session_id, copy, ciphertexts));
+        let cached = me.cache.borrow_mut().sessions.remove(&key);
+        let entry = match cached {
+            Some(entry) => Some(entry),
+            None => txn.load_inbound(room_id, &session_id)?.map(|record| {
+                let session = InboundGroupSession::from_pickle(record.pickle);
+                (session, record.info, record.room_id)
+            }),
+        };
+        if let Some(entry) = entry {
+            work.push((key, entry, ciphertexts));
         }
     }
-    let results: Vec<Vec<(AheadKey, AheadResult)>> = work
+    // Each core advances its own sessions; they go back to the cache
+    // advanced, which changes no result: earlier indices stay readable.
+    let results: Vec<_> = work
         .into_par_iter()
-        .map(|(session_id, mut session, ciphertexts)| {
-            ciphertexts
+        .map(|(key, mut entry, ciphertexts)| {
+            let decrypted: Vec<(AheadKey, AheadResult)> = ciphertexts
                 .into_iter()
                 .map(|ciphertext| {
                     let result = MegolmMessage::from_base64(&ciphertext)
                         .map_err(|e| e.to_string())
-                        .and_then(|m| session.decrypt(&m).map_err(|e| e.to_string()));
-                    ((room_id.to_owned(), session_id.clone(), ciphertext), result)
+                        .and_then(|m| entry.0.decrypt(&m).map_err(|e| e.to_string()));
+                    ((key.0.clone(), key.1.clone(), ciphertext), result)
                 })
-                .collect()
+                .collect();
+            (key, entry, decrypted)
         })
         .collect();
-    me.cache
-        .borrow_mut()
-        .decrypted
-        .extend(results.into_iter().flatten());
+    let mut cache = me.cache.borrow_mut();
+    for (key, entry, decrypted) in results {
+        cache.sessions.insert(key, entry);
+        cache.decrypted.extend(decrypted);
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! the `/keys/claim` requests, and the checks on every claimed key before
 //! a session is made from it.
 
+use super::cache::OlmCache;
 use super::sessions::{self, LiveSession};
 use crate::SIGNED_CURVE25519;
 use crate::backoff;
@@ -173,6 +174,7 @@ pub(crate) fn receive_claim(
     devices: &[DeviceKey],
     response: &Value,
     key_cache: &crate::key_cache::KeyCache,
+    olm_cache: &OlmCache,
     now: Timestamp,
 ) -> Result<ClaimOutcome, StoreError> {
     let mut work = Vec::new();
@@ -202,20 +204,27 @@ pub(crate) fn receive_claim(
         })
         .collect();
     let mut outcome = ClaimOutcome::default();
+    // New sessions, and whether each is its device's only usable one.
+    let mut created: Vec<(LiveSession, bool)> = Vec::new();
     for ((mut record, keys, _), result) in work.into_iter().zip(results) {
         let id = (record.user_id.clone(), record.device_id.clone());
         match result {
             Ok(session) => {
                 let curve = keys.curve25519().to_base64();
-                if record.local.wants_new_session {
+                let only = if record.local.wants_new_session {
                     // REC-01: the old sessions broke; never encrypt with them again.
                     for mut old in sessions::load(txn, &curve)? {
                         old.retired = true;
                         txn.save_olm_session(&old.to_record())?;
                     }
-                }
-                let live = LiveSession::new(session, curve, now.0);
-                txn.save_olm_session(&live.to_record())?;
+                    true
+                } else {
+                    // Normally none (CLM-03); a pre-key message may have
+                    // made one since the claim was planned.
+                    !sessions::exists(txn, &curve)?
+                };
+                created.push((LiveSession::new(session, curve, now.0), only));
+                let before = record.local.clone();
                 record.local.claim_failures = 0;
                 record.local.claim_retry_at_ms = None;
                 // WHD-03: a new session allows a later `m.no_olm` again.
@@ -226,7 +235,9 @@ pub(crate) fn receive_claim(
                     record.local.new_session_at_ms = Some(now.0);
                     outcome.replaced.push(id.clone());
                 }
-                txn.save_device(&record)?;
+                if record.local != before {
+                    txn.save_device(&record)?;
+                }
                 outcome.created.push(id);
             }
             Err(failure) => {
@@ -239,5 +250,22 @@ pub(crate) fn receive_claim(
             }
         }
     }
+    // One batch, so the next send finds the sessions in the cache.
+    let keys: Vec<String> = created.iter().map(|(s, _)| s.sender_key.clone()).collect();
+    let taken = olm_cache.take(txn, &keys)?;
+    let records: Vec<_> = created.iter().map(|(s, _)| s.to_record()).collect();
+    txn.save_olm_sessions(&records)?;
+    // A key claimed twice (two devices showing one identity key) has
+    // two new sessions: leave the choice to the store.
+    let mut seen = BTreeMap::new();
+    for key in &keys {
+        *seen.entry(key.as_str()).or_insert(0) += 1;
+    }
+    let usable = created
+        .into_iter()
+        .filter(|(s, only)| *only && seen.get(s.sender_key.as_str()) == Some(&1))
+        .map(|(s, _)| s)
+        .collect();
+    olm_cache.keep(txn, &taken, usable)?;
     Ok(outcome)
 }

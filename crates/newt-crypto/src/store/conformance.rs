@@ -23,6 +23,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     tracked_users_and_devices(&mut make());
     olm_sessions_round_trip(&mut make());
     olm_revision_follows_saves(&mut make());
+    inbound_revision_follows_saves(&mut make());
     pending_requests_keep_order(&mut make());
     queued_events_keep_order_and_content(&mut make());
     room_records_round_trip(&mut make());
@@ -351,6 +352,47 @@ pub fn queued_events_keep_order_and_content<S: Store>(store: &mut S) {
     txn.commit().unwrap();
     let mut txn = store.transaction().unwrap();
     assert_eq!(txn.load_queued_to_device().unwrap().len(), 1);
+}
+
+/// The inbound revision (if tracked) changes with every inbound session
+/// save and rolls back with the transaction.
+pub fn inbound_revision_follows_saves<S: Store>(store: &mut S) {
+    use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig};
+    let group = GroupSession::new(SessionConfig::version_1());
+    let record = |session_id: &str| InboundRecord {
+        room_id: "!r:example.org".into(),
+        session_id: session_id.into(),
+        pickle: InboundGroupSession::new(&group.session_key(), SessionConfig::version_1()).pickle(),
+        info: InboundInfo {
+            sender_key: "curve".into(),
+            claimed_ed25519: "ed".into(),
+            sender_user: None,
+            sender_device: None,
+            first_known_index: 0,
+            source: KeySource::RoomKey,
+            shared_history: false,
+        },
+    };
+    let mut txn = store.transaction().unwrap();
+    let Some(first) = txn.inbound_revision().unwrap() else {
+        return; // Not tracked: nothing is cached above this store.
+    };
+    txn.save_inbound(&record("a")).unwrap();
+    let second = txn.inbound_revision().unwrap().unwrap();
+    assert_ne!(first, second, "a save must change the revision");
+    txn.save_inbound(&record("a")).unwrap();
+    let third = txn.inbound_revision().unwrap().unwrap();
+    assert_ne!(second, third, "every save must change the revision");
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    txn.save_inbound(&record("b")).unwrap();
+    drop(txn);
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(
+        txn.inbound_revision().unwrap(),
+        Some(third),
+        "rollback kept a revision"
+    );
 }
 
 /// Rooms, Megolm sessions, indices, undecryptable events and withheld

@@ -33,6 +33,8 @@ struct State {
     withheld: BTreeMap<(String, String), WithheldRecord>,
     /// See [`StoreTxn::olm_revision`].
     olm_revision: u64,
+    /// See [`StoreTxn::inbound_revision`].
+    inbound_revision: u64,
 }
 
 /// A store that lives in memory. Transactions write in place and keep an
@@ -368,7 +370,14 @@ impl StoreTxn for MemoryTxn<'_> {
         let pickle = super::codec::encode_pickle(&session.pickle)?;
         let key = (session.room_id.clone(), session.session_id.clone());
         write!(self, inbound, key, Some((pickle, session.info.clone())));
+        let old = std::mem::replace(&mut self.state.inbound_revision, rand::random());
+        self.undo
+            .push(Box::new(move |s: &mut State| s.inbound_revision = old));
         Ok(())
+    }
+
+    fn inbound_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.state.inbound_revision))
     }
 
     fn load_all_inbound(&mut self) -> Result<Vec<InboundRecord>, StoreError> {

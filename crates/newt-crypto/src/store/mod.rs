@@ -117,6 +117,11 @@ pub trait StoreTxn {
     fn olm_revision(&mut self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+    /// Like [`Self::olm_revision`], for inbound Megolm sessions: changes
+    /// with every [`Self::save_inbound`].
+    fn inbound_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
     /// Runs `f` once this transaction has committed, never if it rolls
     /// back, so caches above the store hold committed state only. The
     /// default drops `f`, which is always safe: nothing is cached.

@@ -6,17 +6,17 @@ use newt_crypto::store::{Store, StoreTxn};
 use newt_crypto::{RequestKind, RoomDecryptError, RoomError, SharePolicy, TrustVerdict};
 use serde_json::{Value, json};
 
-const ROOM: &str = "!room:example.org";
+pub(crate) const ROOM: &str = "!room:example.org";
 
-struct World {
-    router: Router,
-    rooms: Rooms,
-    alice: Peer,
-    bob: Peer,
+pub(crate) struct World {
+    pub(crate) router: Router,
+    pub(crate) rooms: Rooms,
+    pub(crate) alice: Peer,
+    pub(crate) bob: Peer,
 }
 
 /// Alice's encrypted room with Bob joined; both have synced.
-fn world(encryption: Value) -> World {
+pub(crate) fn world(encryption: Value) -> World {
     let mut router = Router::new();
     let mut rooms = Rooms::default();
     let mut alice = router.device("alice", "A1");
@@ -33,12 +33,12 @@ fn world(encryption: Value) -> World {
     }
 }
 
-fn megolm() -> Value {
+pub(crate) fn megolm() -> Value {
     json!({"algorithm": "m.megolm.v1.aes-sha2"})
 }
 
 impl World {
-    fn send(&mut self, body: &str) -> (String, newt_crypto::ShareOutcome) {
+    pub(crate) fn send(&mut self, body: &str) -> (String, newt_crypto::ShareOutcome) {
         send(
             &mut self.router,
             &mut self.rooms,
