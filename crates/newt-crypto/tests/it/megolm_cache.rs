@@ -25,7 +25,7 @@ fn imported_session_replaces_the_cached_one() {
         vec![w.rooms.event(ROOM, &early)],
         false,
     )];
-    let mut read_early = |bob2: &mut crate::router::Peer| {
+    let read_early = |bob2: &mut crate::router::Peer| {
         let mut txn = bob2.store.transaction().unwrap();
         let outcome = bob2
             .machine
