@@ -1,9 +1,10 @@
 //! `newt-bench`: newt's cost against the physical limit, the raw
 //! vodozemac cost of the same cryptographic work measured in the same run.
 //!
-//! Usage: `cargo run --release -p newt-bench [-- --quick]`. Each figure is
-//! the median of several runs; the ratio newt/limit is what counts, since
-//! the machine is shared and noisy.
+//! Usage: `cargo run --release -p newt-bench [-- --quick] [-- --only TEXT]`.
+//! Each time is the median of several runs; each newt run is paired with a
+//! limit run just before it and the ratio is the median of the pairs'
+//! ratios, which is what counts on a shared, noisy machine.
 
 mod cold_start;
 mod decrypt;
@@ -31,6 +32,9 @@ struct Row {
     threads: usize,
     newt: Duration,
     limit: Duration,
+    /// Median of the ratios of back-to-back pairs: drift on a shared
+    /// machine hits both halves of a pair alike.
+    ratio: f64,
 }
 
 fn print(rows: &[Row]) {
@@ -44,7 +48,7 @@ fn print(rows: &[Row]) {
             r.threads,
             ms(r.newt),
             ms(r.limit),
-            r.newt.as_secs_f64() / r.limit.as_secs_f64().max(1e-9)
+            r.ratio
         );
     }
 }
@@ -63,11 +67,12 @@ fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-/// Runs a workload on both stores and both thread counts.
+/// Runs a workload on both stores and both thread counts. Each newt run
+/// is paired with a run of the limit just before it.
 fn run_all(
     rows: &mut Vec<Row>,
     workload: &str,
-    limit: Duration,
+    mut limit: impl FnMut() -> Duration,
     reps: usize,
     cores: usize,
     memory: impl Fn(usize) -> Duration,
@@ -86,24 +91,27 @@ fn run_all(
     let store = std::env::var("NEWT_BENCH_STORE").ok();
     let wants = |name: &str| store.as_deref().is_none_or(|s| s == name);
     for threads in counts {
-        if wants("memory") {
-            let m = median((0..reps).map(|_| memory(threads)).collect());
+        for (name, run) in [
+            ("memory", &memory as &dyn Fn(usize) -> Duration),
+            ("sqlite", &on_sqlite),
+        ] {
+            if !wants(name) {
+                continue;
+            }
+            let pairs: Vec<(Duration, Duration)> =
+                (0..reps).map(|_| (limit(), run(threads))).collect();
+            let mut ratios: Vec<f64> = pairs
+                .iter()
+                .map(|(l, n)| n.as_secs_f64() / l.as_secs_f64().max(1e-9))
+                .collect();
+            ratios.sort_by(f64::total_cmp);
             rows.push(Row {
                 workload: workload.to_owned(),
-                store: "memory",
+                store: name,
                 threads,
-                newt: m,
-                limit,
-            });
-        }
-        if wants("sqlite") {
-            let s = median((0..reps).map(|_| on_sqlite(threads)).collect());
-            rows.push(Row {
-                workload: workload.to_owned(),
-                store: "sqlite",
-                threads,
-                newt: s,
-                limit,
+                newt: median(pairs.iter().map(|p| p.1).collect()),
+                limit: median(pairs.iter().map(|p| p.0).collect()),
+                ratio: ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN),
             });
         }
     }
@@ -146,11 +154,10 @@ fn main() {
             }
             let peers = fixtures::peers(users, n);
             let input = first_share::limit_input(&peers);
-            let limit = median((0..reps).map(|_| first_share::limit(&input)).collect());
             run_all(
                 &mut rows,
                 &workload,
-                limit,
+                || first_share::limit(&input),
                 reps,
                 cores,
                 |t| pool(t).install(|| first_share::newt(&mut MemoryStore::new(), &peers)),
@@ -164,11 +171,10 @@ fn main() {
             }
             let peers = fixtures::peers(n, n);
             let mut input = reshare::limit_input(&peers);
-            let limit = median((0..reps).map(|_| reshare::limit(&mut input)).collect());
             run_all(
                 &mut rows,
                 &workload,
-                limit,
+                || reshare::limit(&mut input),
                 reps,
                 cores,
                 |t| pool(t).install(|| reshare::newt(&mut MemoryStore::new(), &peers, restarted)),
@@ -180,15 +186,10 @@ fn main() {
     let workload = format!("receive keys ({receive_n} in one sync)");
     if wanted(only, &workload) {
         let peers = fixtures::peers(receive_n, receive_n);
-        let limit = median(
-            (0..reps)
-                .map(|_| receive_keys::limit(&mut receive_keys::limit_input(&peers)))
-                .collect(),
-        );
         run_all(
             &mut rows,
             &workload,
-            limit,
+            || receive_keys::limit(&mut receive_keys::limit_input(&peers)),
             reps,
             cores,
             |t| pool(t).install(|| receive_keys::newt(&mut MemoryStore::new(), &peers)),
@@ -199,11 +200,10 @@ fn main() {
     let workload = format!("decrypt {} events in order", sessions * per);
     if wanted(only, &workload) {
         let input = decrypt::input(sessions, per);
-        let limit = median((0..3).map(|_| decrypt::limit(&input)).collect());
         run_all(
             &mut rows,
             &workload,
-            limit,
+            || decrypt::limit(&input),
             3,
             cores,
             |t| pool(t).install(|| decrypt::newt(&mut MemoryStore::new(), &input)),

@@ -422,6 +422,15 @@ impl StoreTxn for SqliteTxn<'_> {
         self.index_load(room_id, session_id, index)
     }
 
+    fn load_index_uses(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+        indices: &[u32],
+    ) -> Result<Vec<(u32, IndexUse)>, StoreError> {
+        self.index_load_many(room_id, session_id, indices)
+    }
+
     fn save_index_use(
         &mut self,
         room_id: &str,

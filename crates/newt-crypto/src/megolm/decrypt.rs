@@ -27,18 +27,20 @@ pub(crate) struct Me<'a> {
 
 /// Room, session and ciphertext of a message decrypted ahead.
 type AheadKey = (String, String, String);
-/// A message decrypted ahead, or why not.
-type AheadResult = Result<vodozemac::megolm::DecryptedMessage, String>;
+/// A message decrypted ahead with its plaintext parsed (`None`: not
+/// JSON), or why not.
+type AheadResult = Result<(vodozemac::megolm::DecryptedMessage, Option<Value>), String>;
 
 /// What one input has loaded already.
 #[derive(Default)]
 pub(crate) struct BatchCache {
     pub(crate) sessions: super::cache::Sessions,
     /// Results of decrypting ahead, in parallel, by session and ciphertext.
-    decrypted: std::collections::BTreeMap<
-        (String, String, String),
-        Result<vodozemac::megolm::DecryptedMessage, String>,
-    >,
+    decrypted: std::collections::BTreeMap<AheadKey, AheadResult>,
+    /// MEG-08 index uses known in this input (`None`: none recorded),
+    /// loaded per session for the indices decrypted ahead and kept
+    /// current by this input's own saves.
+    index_uses: std::collections::BTreeMap<(String, String, u32), Option<IndexUse>>,
     devices: std::collections::BTreeMap<(OwnedUserId, OwnedDeviceId, String, String), Option<bool>>,
 }
 
@@ -170,8 +172,22 @@ pub(crate) fn attempt(
         .get("origin_server_ts")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    let Ok(message) = MegolmMessage::from_base64(ciphertext) else {
-        return Ok(Err(malformed("ciphertext is not a Megolm message")));
+    let ahead_key = (
+        room_id.to_owned(),
+        session_id.to_owned(),
+        ciphertext.to_owned(),
+    );
+    // Decrypted ahead: the ciphertext parsed then. Otherwise parse it now.
+    let ahead = match me.cache.borrow_mut().decrypted.remove(&ahead_key) {
+        Some(Ok(done)) => Some(done),
+        _ => None,
+    };
+    let message = match &ahead {
+        Some(_) => None,
+        None => match MegolmMessage::from_base64(ciphertext) {
+            Ok(message) => Some(message),
+            Err(_) => return Ok(Err(malformed("ciphertext is not a Megolm message"))),
+        },
     };
     // MEG-05: looked up by room and session, never by sender key.
     let cache_key = (room_id.to_owned(), session_id.to_owned());
@@ -208,15 +224,11 @@ pub(crate) fn attempt(
             session_id: session_id.to_owned(),
         }));
     };
-    let ahead = me.cache.borrow_mut().decrypted.remove(&(
-        room_id.to_owned(),
-        session_id.to_owned(),
-        ciphertext.to_owned(),
-    ));
-    let attempt = match ahead {
-        Some(Ok(done)) => Ok(done),
+    let (attempt, parsed) = match (ahead, message) {
+        (Some((done, parsed)), _) => (Ok(done), parsed),
         // Failures are decrypted again here, to keep their exact reason.
-        _ => session.decrypt(&message),
+        (None, Some(message)) => (session.decrypt(&message), None),
+        (None, None) => return Ok(Err(malformed("ciphertext is not a Megolm message"))),
     };
     let (record_room, info) = (record_room.clone(), info.clone());
     me.cache
@@ -245,7 +257,13 @@ pub(crate) fn attempt(
         event_id: event_id.to_owned(),
         origin_server_ts: ts,
     };
-    match txn.load_index_use(room_id, session_id, index)? {
+    let use_key = (room_id.to_owned(), session_id.to_owned(), index);
+    let known = me.cache.borrow().index_uses.get(&use_key).cloned();
+    let recorded = match known {
+        Some(known) => known,
+        None => txn.load_index_use(room_id, session_id, index)?,
+    };
+    match recorded {
         Some(first) if first != this_use => {
             return Ok(Err(RoomDecryptError::Replay {
                 index,
@@ -253,9 +271,16 @@ pub(crate) fn attempt(
             }));
         }
         Some(_) => {}
-        None => txn.save_index_use(room_id, session_id, index, &this_use)?,
+        None => {
+            txn.save_index_use(room_id, session_id, index, &this_use)?;
+            me.cache
+                .borrow_mut()
+                .index_uses
+                .insert(use_key, Some(this_use.clone()));
+        }
     }
-    let Ok(plain) = serde_json::from_slice::<Value>(&decrypted.plaintext) else {
+    let parsed = parsed.or_else(|| serde_json::from_slice::<Value>(&decrypted.plaintext).ok());
+    let Some(mut plain) = parsed else {
         return Ok(Err(malformed("plaintext is not JSON")));
     };
     // MEG-09: the server cannot move a message to another room.
@@ -274,8 +299,8 @@ pub(crate) fn attempt(
         .unwrap_or_default()
         .to_owned();
     let mut inner = plain
-        .get("content")
-        .cloned()
+        .get_mut("content")
+        .map(Value::take)
         .unwrap_or(Value::Object(Default::default()));
     // ENC-14: the relation in the clear counts; one inside is ignored.
     if let Some(inner) = inner.as_object_mut() {
@@ -343,17 +368,38 @@ pub(crate) fn decrypt_ahead(
             let decrypted: Vec<(AheadKey, AheadResult)> = ciphertexts
                 .into_iter()
                 .map(|ciphertext| {
+                    // The plaintext is parsed here too, on this core.
                     let result = MegolmMessage::from_base64(&ciphertext)
                         .map_err(|e| e.to_string())
-                        .and_then(|m| entry.0.decrypt(&m).map_err(|e| e.to_string()));
+                        .and_then(|m| entry.0.decrypt(&m).map_err(|e| e.to_string()))
+                        .map(|done| {
+                            let parsed = serde_json::from_slice(&done.plaintext).ok();
+                            (done, parsed)
+                        });
                     ((key.0.clone(), key.1.clone(), ciphertext), result)
                 })
                 .collect();
             (key, entry, decrypted)
         })
         .collect();
-    let mut cache = me.cache.borrow_mut();
     for (key, entry, decrypted) in results {
+        // MEG-08: one query for the indices this batch will check.
+        let indices: Vec<u32> = decrypted
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().map(|(d, _)| d.message_index))
+            .collect();
+        let found = txn.load_index_uses(&key.0, &key.1, &indices)?;
+        let mut cache = me.cache.borrow_mut();
+        for index in indices {
+            cache
+                .index_uses
+                .insert((key.0.clone(), key.1.clone(), index), None);
+        }
+        for (index, used) in found {
+            cache
+                .index_uses
+                .insert((key.0.clone(), key.1.clone(), index), Some(used));
+        }
         cache.sessions.insert(key, entry);
         cache.decrypted.extend(decrypted);
     }

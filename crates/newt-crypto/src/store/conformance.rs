@@ -459,6 +459,10 @@ pub fn room_records_round_trip<S: Store>(store: &mut S) {
     };
     txn.save_index_use(room_id, &group.session_id(), 3, &used)
         .unwrap();
+    txn.save_index_use(room_id, &group.session_id(), 7, &used)
+        .unwrap();
+    // Another session's index 5 must not show up below.
+    txn.save_index_use(room_id, "other", 5, &used).unwrap();
     txn.save_undecrypted(&utd("$late", 9)).unwrap();
     txn.save_undecrypted(&utd("$early", 1)).unwrap();
     txn.save_withheld(&notice).unwrap();
@@ -488,12 +492,22 @@ pub fn room_records_round_trip<S: Store>(store: &mut S) {
     assert_eq!(txn.load_all_inbound().unwrap().len(), 1);
     assert_eq!(
         txn.load_index_use(room_id, &group.session_id(), 3).unwrap(),
-        Some(used)
+        Some(used.clone())
     );
     assert!(
         txn.load_index_use(room_id, &group.session_id(), 4)
             .unwrap()
             .is_none()
+    );
+    let mut batch = txn
+        .load_index_uses(room_id, &group.session_id(), &[9, 3, 5, 4, 7])
+        .unwrap();
+    batch.sort_by_key(|(index, _)| *index);
+    assert_eq!(batch, vec![(3, used.clone()), (7, used.clone())]);
+    assert!(
+        txn.load_index_uses(room_id, &group.session_id(), &[])
+            .unwrap()
+            .is_empty()
     );
     let waiting: Vec<_> = txn
         .load_undecrypted(room_id, &group.session_id())

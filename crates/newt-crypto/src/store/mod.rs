@@ -191,6 +191,22 @@ pub trait StoreTxn {
         session_id: &str,
         index: u32,
     ) -> Result<Option<IndexUse>, StoreError>;
+    /// The recorded uses among `indices` of one session (MEG-08), for a
+    /// batch of events. Stores override this to ask once.
+    fn load_index_uses(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+        indices: &[u32],
+    ) -> Result<Vec<(u32, IndexUse)>, StoreError> {
+        let mut found = Vec::new();
+        for &index in indices {
+            if let Some(used) = self.load_index_use(room_id, session_id, index)? {
+                found.push((index, used));
+            }
+        }
+        Ok(found)
+    }
     /// Records the event that used a message index.
     fn save_index_use(
         &mut self,
