@@ -281,19 +281,26 @@ impl OlmMachine {
         for (user, device) in wanted {
             by_user.entry(user).or_default().push(device);
         }
-        let mut out = Vec::new();
-        for (user, devices) in by_user {
-            for (keys, record) in tracking::devices(txn, &user)? {
-                let ours = keys.user_id() == self.user_id && keys.device_id() == self.device_id;
+        let users: Vec<OwnedUserId> = by_user.keys().cloned().collect();
+        let records = txn.load_devices_of(&users)?;
+        let mut chosen = Vec::new();
+        for (devices, records) in by_user.values().zip(records) {
+            for record in records {
+                let ours = record.user_id == self.user_id && record.device_id == self.device_id;
                 let listed = devices
                     .iter()
-                    .any(|d| d.is_none_or(|d| d == keys.device_id()));
+                    .any(|d| d.is_none_or(|d| *d == record.device_id));
                 if listed && !ours && !record.local.blocked {
-                    out.push((keys, record));
+                    chosen.push(record);
                 }
             }
         }
-        Ok(out)
+        // Parsing the keys is independent per device: use every core.
+        use rayon::prelude::*;
+        chosen
+            .into_par_iter()
+            .map(|record| Ok((VerifiedDeviceKeys::from_record(&record)?, record)))
+            .collect()
     }
 
     /// CLM-01..04: `/keys/claim` requests for the recipients' devices that

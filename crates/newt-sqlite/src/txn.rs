@@ -231,6 +231,34 @@ impl StoreTxn for SqliteTxn<'_> {
         )
     }
 
+    fn load_devices_of(
+        &mut self,
+        users: &[newt_crypto::ruma::OwnedUserId],
+    ) -> Result<Vec<Vec<DeviceRecord>>, StoreError> {
+        let mut rows: Vec<Vec<String>> = Vec::with_capacity(users.len());
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT data FROM devices WHERE user_id = ?1 ORDER BY device_id")
+            .map_err(backend)?;
+        for user in users {
+            rows.push(
+                stmt.query_map([user.as_str()], |row| row.get::<_, String>(0))
+                    .map_err(backend)?
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)?,
+            );
+        }
+        drop(stmt);
+        use rayon::prelude::*;
+        rows.par_iter()
+            .map(|user| {
+                user.iter()
+                    .map(|data| serde_json::from_str(data).map_err(corrupt))
+                    .collect()
+            })
+            .collect()
+    }
+
     fn save_device(&mut self, device: &DeviceRecord) -> Result<(), StoreError> {
         let data = serde_json::to_string(device).map_err(corrupt)?;
         exec_cached(

@@ -178,13 +178,19 @@ pub(crate) fn receive_claim(
     now: Timestamp,
 ) -> Result<ClaimOutcome, StoreError> {
     let mut work = Vec::new();
-    // One load per user, not per device.
-    let mut loaded: BTreeMap<OwnedUserId, Vec<DeviceRecord>> = BTreeMap::new();
+    // One batch for every user, not a load per device.
+    let users: Vec<OwnedUserId> = devices
+        .iter()
+        .map(|(user, _)| user.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let loaded: BTreeMap<OwnedUserId, Vec<DeviceRecord>> = users
+        .iter()
+        .cloned()
+        .zip(txn.load_devices_of(&users)?)
+        .collect();
     for (user, device) in devices {
-        if !loaded.contains_key(user) {
-            let records = txn.load_devices(user)?;
-            loaded.insert(user.clone(), records);
-        }
         let Some(record) = loaded
             .get(user)
             .and_then(|r| r.iter().find(|d| &d.device_id == device))

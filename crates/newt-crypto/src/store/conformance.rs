@@ -157,6 +157,16 @@ pub fn tracked_users_and_devices<S: Store>(store: &mut S) {
     assert_eq!(txn.load_devices(&alice).unwrap(), vec![changed]);
     assert_eq!(txn.load_devices(&bob).unwrap(), vec![device(&bob, "B1")]);
     assert!(txn.load_devices(&user("carol")).unwrap().is_empty());
+    // In the order asked, an empty list for a user without devices.
+    assert_eq!(
+        txn.load_devices_of(&[bob.clone(), user("carol"), alice.clone()])
+            .unwrap(),
+        vec![
+            vec![device(&bob, "B1")],
+            Vec::new(),
+            txn.load_devices(&alice).unwrap()
+        ]
+    );
 }
 
 /// Sessions read back by sender key with their times; saving again

@@ -22,7 +22,7 @@ pub use records::{
     AccountRecord, AccountState, DeviceLocal, DeviceRecord, OlmSessionRecord, OlmSessionTimes,
     PendingKind, PendingRequest, PendingUpload, QueuedToDevice, TrackedUser,
 };
-use ruma::{DeviceId, UserId};
+use ruma::{DeviceId, OwnedUserId, UserId};
 
 /// A storage failure. The input that hit it must be retried or dropped as a
 /// whole; nothing was committed.
@@ -80,6 +80,14 @@ pub trait StoreTxn {
 
     /// A user's devices.
     fn load_devices(&mut self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// The devices of each user, in the order of `users`. Stores override
+    /// this to decode on every core.
+    fn load_devices_of(
+        &mut self,
+        users: &[OwnedUserId],
+    ) -> Result<Vec<Vec<DeviceRecord>>, StoreError> {
+        users.iter().map(|user| self.load_devices(user)).collect()
+    }
     /// Inserts or replaces a device.
     fn save_device(&mut self, device: &DeviceRecord) -> Result<(), StoreError>;
     /// Removes a device the server no longer lists.
