@@ -117,6 +117,10 @@ impl SqliteStore {
             .map_err(sqlite)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sqlite)?;
+        // 16 MiB of page cache (the default is 2 MiB): a sync's rows and a
+        // megabyte `/sendToDevice` body stay in memory until the commit.
+        conn.pragma_update(None, "cache_size", -16384)
+            .map_err(sqlite)?;
         migrations::migrate(&conn, version, |tx| {
             if version == 0 {
                 let sealed = key
