@@ -3,7 +3,7 @@
 //! the checks every returned device passes before it is stored.
 
 use crate::backoff;
-use crate::device_keys::{VerifiedDeviceKeys, verify_device_keys};
+use crate::device_keys::{DeviceKeysError, VerifiedDeviceKeys, verify_device_keys};
 use crate::requests::new_request_id;
 use crate::store::{DeviceRecord, PendingKind, PendingRequest, StoreError, StoreTxn, TrackedUser};
 use crate::time::Timestamp;
@@ -158,6 +158,7 @@ pub(crate) fn receive_query(
 ) -> Result<QueryOutcome, StoreError> {
     let mut outcome = QueryOutcome::default();
     let failures = response.get("failures").and_then(Value::as_object);
+    let mut checked = check_all(users, response, own);
     for (user_id, generation) in users {
         let Some(mut tracked) = txn.load_tracked_user(user_id)? else {
             continue;
@@ -182,7 +183,7 @@ pub(crate) fn receive_query(
         if user_id == own.user_id {
             check_own_device(listed, own, &mut outcome);
         }
-        store_devices(txn, user_id, listed, own, keys, &mut outcome)?;
+        store_devices(txn, user_id, listed, own, keys, &mut checked, &mut outcome)?;
         tracked.failures = 0;
         tracked.retry_at_ms = None;
         // TRK-04: a change that arrived while this was in flight keeps the
@@ -234,12 +235,46 @@ fn check_own_device(
     }
 }
 
+/// A device's keys as checked: by user and device ID.
+type Checked = BTreeMap<(OwnedUserId, String), Result<VerifiedDeviceKeys, DeviceKeysError>>;
+
+/// TRK-06, TRK-07: every listed device's signature checked up front, on
+/// every core; the response is then applied in order, in one thread.
+fn check_all(users: &BTreeMap<OwnedUserId, u64>, response: &Value, own: &Own<'_>) -> Checked {
+    use rayon::prelude::*;
+    let failures = response.get("failures").and_then(Value::as_object);
+    let mut work: Vec<(&UserId, &str, &Value)> = Vec::new();
+    for user_id in users.keys() {
+        if failures.is_some_and(|f| f.contains_key(user_id.server_name().as_str())) {
+            continue;
+        }
+        let listed = response
+            .get("device_keys")
+            .and_then(|d| d.get(user_id.as_str()))
+            .and_then(Value::as_object);
+        for (device_id, json) in listed.into_iter().flatten() {
+            if user_id == own.user_id && device_id == own.device_id.as_str() {
+                continue;
+            }
+            work.push((user_id, device_id, json));
+        }
+    }
+    work.into_par_iter()
+        .map(|(user_id, device_id, json)| {
+            let device: ruma::OwnedDeviceId = device_id.into();
+            let result = verify_device_keys(user_id, &device, json);
+            ((user_id.to_owned(), device_id.to_owned()), result)
+        })
+        .collect()
+}
+
 fn store_devices(
     txn: &mut impl StoreTxn,
     user_id: &UserId,
     listed: Option<&serde_json::Map<String, Value>>,
     own: &Own<'_>,
     keys: &crate::key_cache::KeyCache,
+    checked: &mut Checked,
     outcome: &mut QueryOutcome,
 ) -> Result<(), StoreError> {
     let existing: BTreeMap<String, DeviceRecord> = txn
@@ -253,8 +288,14 @@ fn store_devices(
         if user_id == own.user_id && device_id == own.device_id.as_str() {
             continue;
         }
-        let device: ruma::OwnedDeviceId = device_id.as_str().into();
-        let verified = match verify_device_keys(user_id, &device, json) {
+        let result = match checked.remove(&(user_id.to_owned(), device_id.clone())) {
+            Some(result) => result,
+            None => {
+                let device: ruma::OwnedDeviceId = device_id.as_str().into();
+                verify_device_keys(user_id, &device, json)
+            }
+        };
+        let verified = match result {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(%user_id, %device_id, error = %e, "refusing device keys");
