@@ -281,13 +281,6 @@ impl StoreTxn for SqliteTxn<'_> {
         Ok(())
     }
 
-    fn load_olm_sessions(&mut self, sender_key: &str) -> Result<Vec<OlmSessionRecord>, StoreError> {
-        Ok(self
-            .olm_sessions_of(&[sender_key.to_owned()])?
-            .pop()
-            .unwrap_or_default())
-    }
-
     fn load_olm_sessions_of(
         &mut self,
         sender_keys: &[String],
@@ -305,10 +298,6 @@ impl StoreTxn for SqliteTxn<'_> {
             .optional()
             .map(|found| found.is_some())
             .map_err(backend)
-    }
-
-    fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError> {
-        self.put_olm_sessions(std::slice::from_ref(session))
     }
 
     fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError> {

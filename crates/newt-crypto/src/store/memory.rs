@@ -188,13 +188,6 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(())
     }
 
-    fn load_olm_sessions(&mut self, sender_key: &str) -> Result<Vec<OlmSessionRecord>, StoreError> {
-        Ok(self
-            .load_olm_sessions_of(&[sender_key.to_owned()])?
-            .pop()
-            .unwrap_or_default())
-    }
-
     fn load_olm_sessions_of(
         &mut self,
         sender_keys: &[String],
@@ -230,10 +223,6 @@ impl StoreTxn for MemoryTxn<'_> {
             .range(start..)
             .next()
             .is_some_and(|((key, _), _)| key == sender_key))
-    }
-
-    fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError> {
-        self.save_olm_sessions(std::slice::from_ref(session))
     }
 
     fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError> {

@@ -93,29 +93,31 @@ pub trait StoreTxn {
     /// Removes a device the server no longer lists.
     fn delete_device(&mut self, user: &UserId, device: &DeviceId) -> Result<(), StoreError>;
 
+    /// Every Olm session of each sender key (a device's Curve25519 key), in
+    /// the order of `sender_keys`. Batched, so stores can decode on every
+    /// core.
+    fn load_olm_sessions_of(
+        &mut self,
+        sender_keys: &[String],
+    ) -> Result<Vec<Vec<OlmSessionRecord>>, StoreError>;
     /// Olm sessions with the device whose Curve25519 key is `sender_key`.
-    fn load_olm_sessions(&mut self, sender_key: &str) -> Result<Vec<OlmSessionRecord>, StoreError>;
+    fn load_olm_sessions(&mut self, sender_key: &str) -> Result<Vec<OlmSessionRecord>, StoreError> {
+        Ok(self
+            .load_olm_sessions_of(&[sender_key.to_owned()])?
+            .pop()
+            .unwrap_or_default())
+    }
     /// Whether any Olm session with `sender_key` exists. Stores override
     /// this to avoid loading the sessions.
     fn has_olm_session(&mut self, sender_key: &str) -> Result<bool, StoreError> {
         Ok(!self.load_olm_sessions(sender_key)?.is_empty())
     }
-    /// Inserts or replaces an Olm session (by sender key and session ID).
-    fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError>;
-    /// Every session of each sender key, in the order of `sender_keys`.
-    /// Stores override this to decode on every core.
-    fn load_olm_sessions_of(
-        &mut self,
-        sender_keys: &[String],
-    ) -> Result<Vec<Vec<OlmSessionRecord>>, StoreError> {
-        sender_keys
-            .iter()
-            .map(|key| self.load_olm_sessions(key))
-            .collect()
-    }
-    /// Saves many sessions. Stores override this to encode on every core.
-    fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError> {
-        sessions.iter().try_for_each(|s| self.save_olm_session(s))
+    /// Inserts or replaces Olm sessions (by sender key and session ID).
+    /// Batched, so stores can encode and seal on every core.
+    fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError>;
+    /// Inserts or replaces one Olm session.
+    fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError> {
+        self.save_olm_sessions(std::slice::from_ref(session))
     }
     /// A value that changes, to a fresh random one, whenever any Olm
     /// session is saved, by any process, and rolls back with the
