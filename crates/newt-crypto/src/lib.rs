@@ -43,6 +43,7 @@ pub mod fuzz_entry;
 mod key_cache;
 pub mod key_export;
 mod machine;
+mod machine_requests;
 mod machine_rooms;
 mod machine_types;
 mod megolm;

@@ -16,17 +16,17 @@ use crate::olm::claim::{self, ClaimOutcome};
 use crate::olm::decrypt::Me;
 use crate::olm::encrypt::{self, EncryptOutcome, Sender};
 use crate::requests::OutgoingRequest;
-use crate::store::{AccountState, PendingKind, StoreError, StoreTxn};
+use crate::store::{AccountState, StoreError, StoreTxn};
 use crate::time::Timestamp;
-use crate::to_device::{self, Batch, ToDeviceOutcome};
+use crate::to_device::{Batch, ToDeviceOutcome};
 use crate::tracking::{self, Own, QueryOutcome};
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use vodozemac::olm::Account;
 
 use crate::machine_types::{
-    DeviceInfo, OpenError, Recipients, ResponseError, SyncChanges, SyncError, SyncOutcome,
+    DeviceInfo, OpenError, Recipients, SyncChanges, SyncError, SyncOutcome,
 };
 
 /// The sans-I/O E2EE state machine for one device.
@@ -37,12 +37,12 @@ pub struct OlmMachine {
     ed25519: String,
     curve25519: String,
     device_keys: Value,
-    keys: crate::key_cache::KeyCache,
-    olm: crate::olm::cache::OlmCache,
+    pub(crate) keys: crate::key_cache::KeyCache,
+    pub(crate) olm: crate::olm::cache::OlmCache,
     pub(crate) inbound: crate::megolm::cache::InboundCache,
 }
 
-fn load(txn: &mut impl StoreTxn) -> Result<Option<OwnAccount>, StoreError> {
+pub(crate) fn load(txn: &mut impl StoreTxn) -> Result<Option<OwnAccount>, StoreError> {
     Ok(txn.load_account()?.map(OwnAccount::from_record))
 }
 
@@ -123,7 +123,7 @@ impl OlmMachine {
         txn.next_pending_seq()
     }
 
-    fn me(&self) -> Me<'_> {
+    pub(crate) fn me(&self) -> Me<'_> {
         Me {
             user_id: self.user_id.as_str(),
             ed25519: &self.ed25519,
@@ -131,7 +131,7 @@ impl OlmMachine {
         }
     }
 
-    fn own(&self) -> Own<'_> {
+    pub(crate) fn own(&self) -> Own<'_> {
         Own {
             user_id: &self.user_id,
             device_id: &self.device_id,
@@ -346,153 +346,6 @@ impl OlmMachine {
             &mut seq,
         )
     }
-
-    /// What to send now, in order: the key upload, then every pending
-    /// request. New `/keys/query` requests for outdated users (TRK-01) and
-    /// claims for devices whose sessions broke (REC-02) are made here.
-    pub fn outgoing_requests(
-        &self,
-        txn: &mut impl StoreTxn,
-        now: Timestamp,
-    ) -> Result<Vec<OutgoingRequest>, StoreError> {
-        let mut seq = self.next_request_seq(txn)?;
-        tracking::plan_queries(txn, now, &mut seq)?;
-        let mut wedged = Vec::new();
-        for (user, device) in crate::wedged::list(txn)? {
-            if let Some(record) = txn
-                .load_devices(&user)?
-                .into_iter()
-                .find(|d| d.device_id == device)
-                && record.local.wants_new_session
-            {
-                wedged.push((VerifiedDeviceKeys::from_record(&record)?, record));
-            }
-        }
-        if !wedged.is_empty() {
-            let needed = claim::needing_session(txn, &wedged, now)?;
-            claim::plan_claims(txn, needed, &mut seq)?;
-        }
-        let mut requests = Vec::new();
-        if let Some(upload) = txn.load_account_state()?.and_then(|s| s.pending_upload) {
-            requests.push(OutgoingRequest::upload(&upload));
-        }
-        requests.extend(
-            txn.load_pending_requests()?
-                .into_iter()
-                .map(OutgoingRequest::pending),
-        );
-        Ok(requests)
-    }
-
-    /// Applies the 2xx response body of the request `request_id`.
-    pub fn mark_request_as_sent(
-        &self,
-        txn: &mut impl StoreTxn,
-        request_id: &str,
-        body: &str,
-        now: Timestamp,
-    ) -> Result<ResponseOutcome, ResponseError> {
-        // The keys are unpickled only for the responses that need them.
-        let state = txn.load_account_state()?.ok_or(ResponseError::NoAccount)?;
-        if state
-            .pending_upload
-            .as_ref()
-            .is_some_and(|u| u.request_id == request_id)
-        {
-            let mut account = load(txn)?.ok_or(ResponseError::NoAccount)?;
-            let response: KeysUploadResponse =
-                serde_json::from_str(body).map_err(|e| ResponseError::Malformed(e.to_string()))?;
-            account.upload_succeeded(&response.one_time_key_counts);
-            txn.save_account(&account.to_record())?;
-            return Ok(ResponseOutcome::default());
-        }
-        let pending = txn
-            .load_pending_request(request_id)?
-            .ok_or_else(|| ResponseError::UnknownRequest(request_id.to_owned()))?;
-        let response: Value =
-            serde_json::from_str(body).map_err(|e| ResponseError::Malformed(e.to_string()))?;
-        if !response.is_object() {
-            return Err(ResponseError::Malformed(
-                "response is not a JSON object".into(),
-            ));
-        }
-        txn.delete_pending_request(request_id)?;
-        let mut outcome = ResponseOutcome::default();
-        match &pending.kind {
-            PendingKind::KeysQuery { users } => {
-                let query =
-                    tracking::receive_query(txn, users, &response, &self.own(), &self.keys, now)?;
-                // TRK-10: the server lost our device: publish its keys again.
-                if query.own_device_missing && state.pending_upload.is_none() {
-                    let mut account = load(txn)?.ok_or(ResponseError::NoAccount)?;
-                    account.state.device_keys_published = false;
-                    account.plan_upload(&ServerKeyCounts::default(), now);
-                    txn.save_account(&account.to_record())?;
-                }
-                outcome.released = to_device::release(txn, &self.me())?;
-                outcome.room_events =
-                    crate::megolm::absorb_to_device(txn, &self.megolm_me(), &outcome.released)?;
-                outcome.query = Some(query);
-            }
-            PendingKind::KeysClaim { devices } => {
-                let account = load(txn)?.ok_or(ResponseError::NoAccount)?;
-                let claimed = claim::receive_claim(
-                    txn,
-                    &account.inner,
-                    devices,
-                    &response,
-                    &self.keys,
-                    &self.olm,
-                    now,
-                )?;
-                if !claimed.replaced.is_empty() {
-                    // REC-02: tell the peer about the new session.
-                    let recipients = Recipients::Devices(claimed.replaced.clone());
-                    self.encrypt_to_device(txn, "m.dummy", &json!({}), &recipients)?;
-                }
-                outcome.claim = Some(claimed);
-            }
-            PendingKind::ToDevice {
-                room_id: Some(room_id),
-                ..
-            } => {
-                crate::megolm::share::request_answered(txn, room_id, request_id)?;
-            }
-            PendingKind::ToDevice { .. } => {}
-        }
-        Ok(outcome)
-    }
-
-    /// The driver gave up on a request (a permanent HTTP error, or retries
-    /// exhausted). Its effects are undone so the next round can retry; a
-    /// key upload stays pending and is handed out again unchanged.
-    pub fn mark_request_as_failed(
-        &self,
-        txn: &mut impl StoreTxn,
-        request_id: &str,
-    ) -> Result<(), StoreError> {
-        let Some(pending) = txn.load_pending_request(request_id)? else {
-            return Ok(());
-        };
-        txn.delete_pending_request(request_id)?;
-        match &pending.kind {
-            PendingKind::KeysQuery { users } => tracking::query_failed(txn, users)?,
-            PendingKind::ToDevice {
-                room_id: Some(room_id),
-                ..
-            } => {
-                crate::megolm::share::request_failed(txn, room_id, request_id, &pending.body)?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct KeysUploadResponse {
-    #[serde(default)]
-    one_time_key_counts: BTreeMap<String, u64>,
 }
 
 /// What a response produced.
