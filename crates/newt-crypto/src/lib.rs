@@ -49,6 +49,7 @@ mod machine_types;
 mod megolm;
 mod olm;
 mod requests;
+mod revision_cache;
 pub mod signing;
 pub mod store;
 mod time;

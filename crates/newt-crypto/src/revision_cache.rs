@@ -1,0 +1,81 @@
+//! The mechanism both session caches share: a value that holds only
+//! committed state, stamped with a store revision.
+//!
+//! A stale session would be wrong (a stale Olm ratchet would encrypt two
+//! messages with one message key), so: the value changes only from
+//! `StoreTxn::after_commit`, never on rollback, and only while the stamp
+//! is still the revision the change started from; it is read only while
+//! the store still shows its stamp, and emptied otherwise. Every save of
+//! what a revision covers, by any path or process, changes it to a fresh
+//! random value (see `StoreTxn::olm_revision`).
+
+use crate::store::StoreTxn;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Default)]
+struct Stamped<T> {
+    revision: Option<u64>,
+    value: T,
+}
+
+/// A value valid at one store revision; clones share it.
+pub(crate) struct RevisionCache<T>(Arc<Mutex<Stamped<T>>>);
+
+impl<T: Default> Default for RevisionCache<T> {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Stamped {
+            revision: None,
+            value: T::default(),
+        })))
+    }
+}
+
+impl<T> std::fmt::Debug for RevisionCache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevisionCache").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(shared: &Mutex<Stamped<T>>) -> MutexGuard<'_, Stamped<T>> {
+    // Changes are single map operations or whole replacements: a panic
+    // elsewhere cannot leave the value half-written.
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<T: Default + Send + 'static> RevisionCache<T> {
+    /// Runs `f` on the value, first emptied and restamped unless it is
+    /// current at `revision` (the store's, read in this transaction).
+    pub(crate) fn current<R>(&self, revision: Option<u64>, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut stamped = lock(&self.0);
+        if revision.is_none() || stamped.revision != revision {
+            stamped.value = T::default();
+            stamped.revision = revision;
+        }
+        f(&mut stamped.value)
+    }
+
+    /// Once `txn` commits, and only if the value is still stamped
+    /// `before`: restamps it `after` and applies `change`. `before` and
+    /// `after` must bracket exactly the saves `change` reflects.
+    pub(crate) fn after_commit(
+        &self,
+        txn: &mut impl StoreTxn,
+        before: Option<u64>,
+        after: Option<u64>,
+        change: impl FnOnce(&mut T) + Send + 'static,
+    ) {
+        let (Some(before), Some(after)) = (before, after) else {
+            return;
+        };
+        let shared = Arc::clone(&self.0);
+        txn.after_commit(Box::new(move || {
+            let mut stamped = lock(&shared);
+            if stamped.revision == Some(before) {
+                stamped.revision = Some(after);
+                change(&mut stamped.value);
+            }
+        }));
+    }
+}
