@@ -117,9 +117,13 @@ fn run_all(
     }
 }
 
-/// Whether `--only` (a substring of the workload's name) selects it.
+/// Whether `--only` (a substring of the workload's name, or its end when
+/// followed by `$`) selects it.
 fn wanted(only: Option<&str>, workload: &str) -> bool {
-    only.is_none_or(|o| workload.contains(o))
+    only.is_none_or(|o| match o.strip_suffix('$') {
+        Some(end) => workload.ends_with(end),
+        None => workload.contains(o),
+    })
 }
 
 fn main() {
