@@ -33,7 +33,7 @@ impl OlmMachine {
         // the sessions earlier inputs left.
         let me = self.megolm_me();
         let (revision, sessions) = self.inbound.take(txn)?;
-        me.cache.borrow_mut().sessions = sessions;
+        *me.cache.sessions.borrow_mut() = sessions;
         for update in rooms {
             let state: Vec<&Value> = update
                 .state_events
@@ -66,7 +66,7 @@ impl OlmMachine {
                 .collect();
             // Many events: decrypt them on every core first.
             if encrypted.len() >= 32 {
-                megolm::decrypt::decrypt_ahead(txn, &me, &update.room_id, &encrypted)?;
+                megolm::batch::decrypt_ahead(txn, &me.cache, &update.room_id, &encrypted)?;
             }
             for event in encrypted {
                 let event_id = event
@@ -83,7 +83,7 @@ impl OlmMachine {
                 });
             }
         }
-        let sessions = std::mem::take(&mut me.cache.borrow_mut().sessions);
+        let sessions = me.cache.sessions.take();
         self.inbound.keep(txn, revision, sessions)
     }
 

@@ -4,18 +4,35 @@
 //! `revision_cache`), so a session replaced or re-imported is never used
 //! stale.
 
+use super::by_session::BySession;
 use crate::revision_cache::RevisionCache;
-use crate::store::{InboundInfo, StoreError, StoreTxn};
-use std::collections::BTreeMap;
+use crate::store::{InboundInfo, InboundRecord, StoreError, StoreTxn};
+use std::sync::Arc;
 use vodozemac::megolm::InboundGroupSession;
 
 /// Sessions kept at most; a larger set is not kept at all.
 const CAPACITY: usize = 4096;
 
 /// A live session, its facts, and the room its record names.
-pub(crate) type Entry = (InboundGroupSession, InboundInfo, String);
+pub(crate) struct Entry {
+    pub(crate) session: InboundGroupSession,
+    /// Shared: every event of the session hands it on.
+    pub(crate) info: Arc<InboundInfo>,
+    pub(crate) record_room: String,
+}
+
+impl Entry {
+    pub(crate) fn from_record(record: InboundRecord) -> Self {
+        Self {
+            session: InboundGroupSession::from_pickle(record.pickle),
+            info: Arc::new(record.info),
+            record_room: record.room_id,
+        }
+    }
+}
+
 /// Live sessions by room and session ID.
-pub(crate) type Sessions = BTreeMap<(String, String), Entry>;
+pub(crate) type Sessions = BySession<Entry>;
 
 /// Committed inbound sessions, by room and session ID.
 #[derive(Debug, Default)]

@@ -1,12 +1,14 @@
 //! Decrypting room events (MEG-08..11, ENC-14) and keeping the ones that
 //! cannot be read yet for a retry when their key arrives (REC-05).
 
+use super::batch::BatchCache;
+use super::cache::Entry;
 use super::{DecryptedRoomEvent, RoomDecryptError, RoomEventOutcome, TrustVerdict};
 use crate::store::{InboundInfo, IndexUse, StoreError, StoreTxn, UndecryptedEvent};
 use crate::time::Timestamp;
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::Value;
-use vodozemac::megolm::{DecryptionError, InboundGroupSession, MegolmMessage};
+use vodozemac::megolm::{DecryptionError, MegolmMessage};
 
 fn malformed(detail: &str) -> RoomDecryptError {
     RoomDecryptError::Malformed {
@@ -14,34 +16,12 @@ fn malformed(detail: &str) -> RoomDecryptError {
     }
 }
 
-/// Who we are, for the trust verdict of our own messages.
+/// Who we are, for the trust verdict of our own messages, and what this
+/// input has loaded already.
 pub(crate) struct Me<'a> {
     pub(crate) user_id: &'a str,
     pub(crate) device_id: &'a str,
-    /// Sessions and device facts already loaded in this input: a sync
-    /// decrypts many events of few sessions. Decrypting never changes a
-    /// stored inbound session, so the copies stay right for the input
-    /// (and, through `megolm::cache`, for later ones).
-    pub(crate) cache: std::cell::RefCell<BatchCache>,
-}
-
-/// Room, session and ciphertext of a message decrypted ahead.
-type AheadKey = (String, String, String);
-/// A message decrypted ahead with its plaintext parsed (`None`: not
-/// JSON), or why not.
-type AheadResult = Result<(vodozemac::megolm::DecryptedMessage, Option<Value>), String>;
-
-/// What one input has loaded already.
-#[derive(Default)]
-pub(crate) struct BatchCache {
-    pub(crate) sessions: super::cache::Sessions,
-    /// Results of decrypting ahead, in parallel, by session and ciphertext.
-    decrypted: std::collections::BTreeMap<AheadKey, AheadResult>,
-    /// MEG-08 index uses known in this input (`None`: none recorded),
-    /// loaded per session for the indices decrypted ahead and kept
-    /// current by this input's own saves.
-    index_uses: std::collections::BTreeMap<(String, String, u32), Option<IndexUse>>,
-    devices: std::collections::BTreeMap<(OwnedUserId, OwnedDeviceId, String, String), Option<bool>>,
+    pub(crate) cache: BatchCache,
 }
 
 impl<'a> Me<'a> {
@@ -49,7 +29,7 @@ impl<'a> Me<'a> {
         Self {
             user_id,
             device_id,
-            cache: Default::default(),
+            cache: BatchCache::default(),
         }
     }
 }
@@ -83,7 +63,7 @@ fn verdict(
         info.sender_key.clone(),
         info.claimed_ed25519.clone(),
     );
-    let cached = me.cache.borrow().devices.get(&key).copied();
+    let cached = me.cache.devices.borrow().get(&key).copied();
     let verified = match cached {
         Some(found) => found,
         None => {
@@ -96,7 +76,7 @@ fn verdict(
                         && d.ed25519 == info.claimed_ed25519
                 })
                 .map(|d| d.local.verified);
-            me.cache.borrow_mut().devices.insert(key, found);
+            me.cache.devices.borrow_mut().insert(key, found);
             found
         }
     };
@@ -105,6 +85,126 @@ fn verdict(
         Some(true) => TrustVerdict::Verified,
         Some(false) => TrustVerdict::UnverifiedDevice,
     })
+}
+
+/// The verdict for an event of this session: computed once per session
+/// and sender in an input (it depends on nothing else that can change
+/// while a timeline is read).
+fn session_verdict(
+    txn: &mut impl StoreTxn,
+    me: &Me<'_>,
+    room_id: &str,
+    session_id: &str,
+    sender: &OwnedUserId,
+    info: &InboundInfo,
+) -> Result<TrustVerdict, StoreError> {
+    let known = me
+        .cache
+        .verdicts
+        .borrow()
+        .get(room_id, session_id)
+        .and_then(|(for_sender, verdict)| (for_sender == sender).then_some(*verdict));
+    if let Some(verdict) = known {
+        return Ok(verdict);
+    }
+    let verdict = verdict(txn, me, sender, info)?;
+    me.cache
+        .verdicts
+        .borrow_mut()
+        .insert(room_id, session_id, (sender.clone(), verdict));
+    Ok(verdict)
+}
+
+/// Why there is no session: withheld (WHD-04, WHD-05) or simply missing.
+fn missing(
+    txn: &mut impl StoreTxn,
+    room_id: &str,
+    session_id: &str,
+    sender_key: Option<&str>,
+) -> Result<Result<DecryptedRoomEvent, RoomDecryptError>, StoreError> {
+    let withheld = |notice: crate::store::WithheldRecord| {
+        Ok(Err(RoomDecryptError::Withheld {
+            session_id: session_id.to_owned(),
+            code: notice.code,
+            reason: notice.reason,
+        }))
+    };
+    if let Some(notice) = txn.load_withheld(room_id, session_id)? {
+        return withheld(notice);
+    }
+    // WHD-05: an `m.no_olm` from the sending device covers this too.
+    if let Some(sender_key) = sender_key
+        && let Some(notice) = txn.load_withheld("", sender_key)?
+    {
+        return withheld(notice);
+    }
+    Ok(Err(RoomDecryptError::MissingSession {
+        session_id: session_id.to_owned(),
+    }))
+}
+
+/// MEG-08: an index belongs to one event; the same event may be decrypted
+/// again. Records this use if it is the first; returns the first event's
+/// ID if another event used the index.
+fn check_index(
+    txn: &mut impl StoreTxn,
+    me: &Me<'_>,
+    room_id: &str,
+    session_id: &str,
+    index: u32,
+    event_id: &str,
+    ts: u64,
+) -> Result<Option<String>, StoreError> {
+    let same = |first: &IndexUse| first.event_id == event_id && first.origin_server_ts == ts;
+    // Some(None): known unused; None: not known in this input.
+    let known: Option<Option<Result<(), String>>> = me
+        .cache
+        .index_uses
+        .borrow()
+        .get(room_id, session_id)
+        .and_then(|uses| uses.get(&index))
+        .map(|first| {
+            first.as_ref().map(|first| {
+                if same(first) {
+                    Ok(())
+                } else {
+                    Err(first.event_id.clone())
+                }
+            })
+        });
+    let recorded = match known {
+        Some(known) => known,
+        None => txn
+            .load_index_use(room_id, session_id, index)?
+            .map(|first| {
+                if same(&first) {
+                    Ok(())
+                } else {
+                    Err(first.event_id)
+                }
+            }),
+    };
+    match recorded {
+        Some(Ok(())) => Ok(None),
+        Some(Err(first_event_id)) => Ok(Some(first_event_id)),
+        None => {
+            let this_use = IndexUse {
+                event_id: event_id.to_owned(),
+                origin_server_ts: ts,
+            };
+            txn.save_index_use(room_id, session_id, index, &this_use)?;
+            let mut uses = me.cache.index_uses.borrow_mut();
+            match uses.get_mut(room_id, session_id) {
+                Some(held) => {
+                    held.insert(index, Some(this_use));
+                }
+                None => {
+                    uses.insert(room_id, session_id, [(index, Some(this_use))].into());
+                }
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// Decrypts one `m.room.encrypted` room event. Events that may become
@@ -172,13 +272,8 @@ pub(crate) fn attempt(
         .get("origin_server_ts")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    let ahead_key = (
-        room_id.to_owned(),
-        session_id.to_owned(),
-        ciphertext.to_owned(),
-    );
     // Decrypted ahead: the ciphertext parsed then. Otherwise parse it now.
-    let ahead = match me.cache.borrow_mut().decrypted.remove(&ahead_key) {
+    let ahead = match me.cache.take_ahead(room_id, session_id, ciphertext) {
         Some(Ok(done)) => Some(done),
         _ => None,
     };
@@ -190,51 +285,33 @@ pub(crate) fn attempt(
         },
     };
     // MEG-05: looked up by room and session, never by sender key.
-    let cache_key = (room_id.to_owned(), session_id.to_owned());
-    let cached = me.cache.borrow_mut().sessions.remove(&cache_key);
-    let loaded = match cached {
-        Some(hit) => Some(hit),
-        None => txn.load_inbound(room_id, session_id)?.map(|r| {
-            (
-                InboundGroupSession::from_pickle(r.pickle),
-                r.info,
-                r.room_id,
-            )
-        }),
-    };
-    let Some((mut session, info, record_room)) = loaded else {
-        if let Some(notice) = txn.load_withheld(room_id, session_id)? {
-            return Ok(Err(RoomDecryptError::Withheld {
-                session_id: session_id.to_owned(),
-                code: notice.code,
-                reason: notice.reason,
-            }));
-        }
-        // WHD-05: an `m.no_olm` from the sending device covers this too.
-        if let Some(sender_key) = text("sender_key")
-            && let Some(notice) = txn.load_withheld("", sender_key)?
-        {
-            return Ok(Err(RoomDecryptError::Withheld {
-                session_id: session_id.to_owned(),
-                code: notice.code,
-                reason: notice.reason,
-            }));
-        }
-        return Ok(Err(RoomDecryptError::MissingSession {
-            session_id: session_id.to_owned(),
-        }));
+    let cached = me
+        .cache
+        .sessions
+        .borrow()
+        .get(room_id, session_id)
+        .is_some();
+    if !cached && let Some(record) = txn.load_inbound(room_id, session_id)? {
+        let entry = Entry::from_record(record);
+        me.cache
+            .sessions
+            .borrow_mut()
+            .insert(room_id, session_id, entry);
+    }
+    let mut sessions = me.cache.sessions.borrow_mut();
+    let Some(entry) = sessions.get_mut(room_id, session_id) else {
+        drop(sessions);
+        return missing(txn, room_id, session_id, text("sender_key"));
     };
     let (attempt, parsed) = match (ahead, message) {
         (Some((done, parsed)), _) => (Ok(done), parsed),
         // Failures are decrypted again here, to keep their exact reason.
-        (None, Some(message)) => (session.decrypt(&message), None),
+        (None, Some(message)) => (entry.session.decrypt(&message), None),
         (None, None) => return Ok(Err(malformed("ciphertext is not a Megolm message"))),
     };
-    let (record_room, info) = (record_room.clone(), info.clone());
-    me.cache
-        .borrow_mut()
-        .sessions
-        .insert(cache_key, (session, info.clone(), record_room.clone()));
+    let info = std::sync::Arc::clone(&entry.info);
+    let record_room_matches = entry.record_room == room_id;
+    drop(sessions);
     let decrypted = match attempt {
         Ok(d) => d,
         Err(DecryptionError::UnknownMessageIndex(first_known, index)) => {
@@ -251,33 +328,11 @@ pub(crate) fn attempt(
         }
     };
     let index = decrypted.message_index;
-    // MEG-08: an index belongs to one event; the same event may be
-    // decrypted again.
-    let this_use = IndexUse {
-        event_id: event_id.to_owned(),
-        origin_server_ts: ts,
-    };
-    let use_key = (room_id.to_owned(), session_id.to_owned(), index);
-    let known = me.cache.borrow().index_uses.get(&use_key).cloned();
-    let recorded = match known {
-        Some(known) => known,
-        None => txn.load_index_use(room_id, session_id, index)?,
-    };
-    match recorded {
-        Some(first) if first != this_use => {
-            return Ok(Err(RoomDecryptError::Replay {
-                index,
-                first_event_id: first.event_id,
-            }));
-        }
-        Some(_) => {}
-        None => {
-            txn.save_index_use(room_id, session_id, index, &this_use)?;
-            me.cache
-                .borrow_mut()
-                .index_uses
-                .insert(use_key, Some(this_use.clone()));
-        }
+    if let Some(first_event_id) = check_index(txn, me, room_id, session_id, index, event_id, ts)? {
+        return Ok(Err(RoomDecryptError::Replay {
+            index,
+            first_event_id,
+        }));
     }
     let parsed = parsed.or_else(|| serde_json::from_slice::<Value>(&decrypted.plaintext).ok());
     let Some(mut plain) = parsed else {
@@ -288,7 +343,7 @@ pub(crate) fn attempt(
         .get("room_id")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if payload_room != room_id || record_room != room_id {
+    if payload_room != room_id || !record_room_matches {
         return Ok(Err(RoomDecryptError::WrongRoom {
             payload_room: payload_room.to_owned(),
         }));
@@ -309,7 +364,7 @@ pub(crate) fn attempt(
             inner.insert("m.relates_to".into(), relates_to.clone());
         }
     }
-    let trust = verdict(txn, me, &sender, &info)?;
+    let trust = session_verdict(txn, me, room_id, session_id, &sender, &info)?;
     let sender_device: Option<OwnedDeviceId> = info.sender_device.clone();
     Ok(Ok(DecryptedRoomEvent {
         room_id: room_id.to_owned(),
@@ -323,87 +378,6 @@ pub(crate) fn attempt(
         message_index: index,
         trust,
     }))
-}
-
-/// Decrypts a batch of events ahead of [`decrypt`], one session per core:
-/// the per-event checks that follow stay in order, in one thread.
-pub(crate) fn decrypt_ahead(
-    txn: &mut impl StoreTxn,
-    me: &Me<'_>,
-    room_id: &str,
-    events: &[&Value],
-) -> Result<(), StoreError> {
-    use rayon::prelude::*;
-    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for event in events {
-        let content = event.get("content");
-        let field = |name: &str| content.and_then(|c| c.get(name)).and_then(Value::as_str);
-        if let (Some(session_id), Some(ciphertext)) = (field("session_id"), field("ciphertext")) {
-            groups
-                .entry(session_id.to_owned())
-                .or_default()
-                .push(ciphertext.to_owned());
-        }
-    }
-    let mut work = Vec::new();
-    for (session_id, ciphertexts) in groups {
-        let key = (room_id.to_owned(), session_id.clone());
-        let cached = me.cache.borrow_mut().sessions.remove(&key);
-        let entry = match cached {
-            Some(entry) => Some(entry),
-            None => txn.load_inbound(room_id, &session_id)?.map(|record| {
-                let session = InboundGroupSession::from_pickle(record.pickle);
-                (session, record.info, record.room_id)
-            }),
-        };
-        if let Some(entry) = entry {
-            work.push((key, entry, ciphertexts));
-        }
-    }
-    // Each core advances its own sessions; they go back to the cache
-    // advanced, which changes no result: earlier indices stay readable.
-    let results: Vec<_> = work
-        .into_par_iter()
-        .map(|(key, mut entry, ciphertexts)| {
-            let decrypted: Vec<(AheadKey, AheadResult)> = ciphertexts
-                .into_iter()
-                .map(|ciphertext| {
-                    // The plaintext is parsed here too, on this core.
-                    let result = MegolmMessage::from_base64(&ciphertext)
-                        .map_err(|e| e.to_string())
-                        .and_then(|m| entry.0.decrypt(&m).map_err(|e| e.to_string()))
-                        .map(|done| {
-                            let parsed = serde_json::from_slice(&done.plaintext).ok();
-                            (done, parsed)
-                        });
-                    ((key.0.clone(), key.1.clone(), ciphertext), result)
-                })
-                .collect();
-            (key, entry, decrypted)
-        })
-        .collect();
-    for (key, entry, decrypted) in results {
-        // MEG-08: one query for the indices this batch will check.
-        let indices: Vec<u32> = decrypted
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok().map(|(d, _)| d.message_index))
-            .collect();
-        let found = txn.load_index_uses(&key.0, &key.1, &indices)?;
-        let mut cache = me.cache.borrow_mut();
-        for index in indices {
-            cache
-                .index_uses
-                .insert((key.0.clone(), key.1.clone(), index), None);
-        }
-        for (index, used) in found {
-            cache
-                .index_uses
-                .insert((key.0.clone(), key.1.clone(), index), Some(used));
-        }
-        cache.sessions.insert(key, entry);
-        cache.decrypted.extend(decrypted);
-    }
-    Ok(())
 }
 
 /// REC-05: retries the events waiting for `(room_id, session_id)`.

@@ -2,6 +2,8 @@
 //! sessions and their sharing (ENC-*, WHD-*, HIS-01/02), receiving room
 //! keys (MEG-01..07) and decrypting room events (MEG-08..11, REC-05).
 
+pub(crate) mod batch;
+pub(crate) mod by_session;
 pub(crate) mod cache;
 pub(crate) mod decrypt;
 pub(crate) mod explain;

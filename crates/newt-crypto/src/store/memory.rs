@@ -28,6 +28,8 @@ struct State {
     rooms: BTreeMap<String, RoomRecord>,
     outbound: BTreeMap<String, (String, Zeroizing<Vec<u8>>, OutboundState)>,
     inbound: BTreeMap<(String, String), Sealed<InboundInfo>>,
+    /// By session, room and index: session IDs are random, so keys differ
+    /// in their first bytes (room IDs share long prefixes).
     indices: BTreeMap<(String, String, u32), IndexUse>,
     undecrypted: BTreeMap<(String, String), UndecryptedEvent>,
     withheld: BTreeMap<(String, String), WithheldRecord>,
@@ -389,7 +391,7 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(self
             .state
             .indices
-            .get(&(room_id.to_owned(), session_id.to_owned(), index))
+            .get(&(session_id.to_owned(), room_id.to_owned(), index))
             .cloned())
     }
 
@@ -403,7 +405,7 @@ impl StoreTxn for MemoryTxn<'_> {
         write!(
             self,
             indices,
-            (room_id.to_owned(), session_id.to_owned(), index),
+            (session_id.to_owned(), room_id.to_owned(), index),
             Some(used.clone())
         );
         Ok(())

@@ -96,3 +96,55 @@ fn replays_inside_a_large_batch_are_rejected() {
         Err(RoomDecryptError::Replay { .. })
     ));
 }
+
+/// MEG-05 in a batch decrypted ahead: results are found by ciphertext,
+/// and a copy of one session's ciphertext labelled with another session
+/// must not be handed that result (it would read as the other session's
+/// sender). It is decrypted with the session it names, and fails.
+#[test]
+fn ciphertext_relabelled_with_another_session_is_not_read() {
+    let mut w = world(json!({"algorithm": "m.megolm.v1.aes-sha2", "rotation_period_msgs": 1}));
+    let ids: Vec<String> = (0..34).map(|i| w.send(&format!("m{i}")).0).collect();
+    // Bob receives every key and reads every message once.
+    let read = sync(&mut w.router, &mut w.rooms, &mut w.bob);
+    assert_eq!(
+        read.room_events.iter().filter(|o| o.result.is_ok()).count(),
+        34
+    );
+    let mut events: Vec<Value> = ids.iter().map(|id| w.rooms.event(ROOM, id)).collect();
+    let session = |e: &Value| e["content"]["session_id"].as_str().unwrap().to_owned();
+    // The source session sorts before the labelled one, so its result is
+    // the one met first under that ciphertext.
+    let (source, label) = if session(&events[3]) < session(&events[5]) {
+        (3, 5)
+    } else {
+        (5, 3)
+    };
+    // The relabelled copy claims to be the event of the other session,
+    // index 0, so only the session check stands between it and a "same
+    // event".
+    let mut forged = events[label].clone();
+    forged["content"]["ciphertext"] = events[source]["content"]["ciphertext"].clone();
+    events.insert(0, forged);
+    let mut changes = SyncChanges::default();
+    changes.rooms = vec![RoomUpdate::new(ROOM, Vec::new(), events, false)];
+    let mut txn = w.bob.store.transaction().unwrap();
+    let outcome = w
+        .bob
+        .machine
+        .receive_sync_changes(&mut txn, &changes, w.router.now())
+        .unwrap();
+    txn.commit().unwrap();
+    let results = outcome.room_events;
+    assert!(
+        matches!(results[0].result, Err(RoomDecryptError::Failed { .. })),
+        "{:?}",
+        results[0].result
+    );
+    let body = format!("m{source}");
+    assert_eq!(
+        results[source + 1].result.as_ref().unwrap().content["body"],
+        body.as_str()
+    );
+    assert!(results[1..].iter().all(|o| o.result.is_ok()));
+}
