@@ -36,6 +36,7 @@ mod account;
 pub mod b64;
 mod backoff;
 pub mod canonical;
+mod device_cache;
 mod device_keys;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

@@ -11,6 +11,7 @@
 //! them in the order given, reporting each with `mark_request_as_sent`.
 
 use crate::account::{OwnAccount, ServerKeyCounts};
+use crate::device_cache::Picked;
 use crate::device_keys::VerifiedDeviceKeys;
 use crate::olm::claim::{self, ClaimOutcome};
 use crate::olm::decrypt::Me;
@@ -40,6 +41,7 @@ pub struct OlmMachine {
     pub(crate) keys: crate::key_cache::KeyCache,
     pub(crate) olm: crate::olm::cache::OlmCache,
     pub(crate) inbound: crate::megolm::cache::InboundCache,
+    pub(crate) devices: crate::device_cache::DeviceCache,
 }
 
 pub(crate) fn load(txn: &mut impl StoreTxn) -> Result<Option<OwnAccount>, StoreError> {
@@ -91,6 +93,7 @@ impl OlmMachine {
             keys: crate::key_cache::KeyCache::default(),
             olm: Default::default(),
             inbound: Default::default(),
+            devices: Default::default(),
         })
     }
 
@@ -148,6 +151,7 @@ impl OlmMachine {
             curve25519: &self.curve25519,
             device_keys: &self.device_keys,
             cache: &self.olm,
+            devices: &self.devices,
         }
     }
 
@@ -270,7 +274,7 @@ impl OlmMachine {
         &self,
         txn: &mut impl StoreTxn,
         recipients: &Recipients,
-    ) -> Result<Vec<(VerifiedDeviceKeys, crate::store::DeviceRecord)>, StoreError> {
+    ) -> Result<Vec<Picked>, StoreError> {
         let wanted: Vec<(OwnedUserId, Option<&OwnedDeviceId>)> = match recipients {
             Recipients::Users(users) => users.iter().map(|u| (u.clone(), None)).collect(),
             Recipients::Devices(devices) => {
@@ -282,25 +286,21 @@ impl OlmMachine {
             by_user.entry(user).or_default().push(device);
         }
         let users: Vec<OwnedUserId> = by_user.keys().cloned().collect();
-        let records = txn.load_devices_of(&users)?;
+        let lists = self.devices.devices_of(txn, &users)?;
         let mut chosen = Vec::new();
-        for (devices, records) in by_user.values().zip(records) {
-            for record in records {
+        for (devices, list) in by_user.values().zip(lists) {
+            for picked in Picked::each(&list) {
+                let record = picked.record();
                 let ours = record.user_id == self.user_id && record.device_id == self.device_id;
                 let listed = devices
                     .iter()
                     .any(|d| d.is_none_or(|d| *d == record.device_id));
                 if listed && !ours && !record.local.blocked {
-                    chosen.push(record);
+                    chosen.push(picked);
                 }
             }
         }
-        // Parsing the keys is independent per device: use every core.
-        use rayon::prelude::*;
-        chosen
-            .into_par_iter()
-            .map(|record| Ok((VerifiedDeviceKeys::from_record(&record)?, record)))
-            .collect()
+        Ok(chosen)
     }
 
     /// CLM-01..04: `/keys/claim` requests for the recipients' devices that
@@ -312,7 +312,8 @@ impl OlmMachine {
         recipients: &Recipients,
         now: Timestamp,
     ) -> Result<Vec<OutgoingRequest>, StoreError> {
-        let devices = self.resolve(txn, recipients)?;
+        let picked = self.resolve(txn, recipients)?;
+        let devices: Vec<_> = picked.iter().map(|p| (p.keys(), p.record())).collect();
         let needed = claim::needing_session(txn, &devices, now)?;
         let mut seq = self.next_request_seq(txn)?;
         Ok(claim::plan_claims(txn, needed, &mut seq)?
@@ -330,11 +331,8 @@ impl OlmMachine {
         content: &Value,
         recipients: &Recipients,
     ) -> Result<EncryptOutcome, StoreError> {
-        let devices: Vec<VerifiedDeviceKeys> = self
-            .resolve(txn, recipients)?
-            .into_iter()
-            .map(|(keys, _)| keys)
-            .collect();
+        let picked = self.resolve(txn, recipients)?;
+        let devices: Vec<&VerifiedDeviceKeys> = picked.iter().map(Picked::keys).collect();
         let mut seq = self.next_request_seq(txn)?;
         encrypt::encrypt_for_devices(
             txn,

@@ -36,6 +36,7 @@ impl OlmMachine {
             }
         }
         if !wedged.is_empty() {
+            let wedged: Vec<_> = wedged.iter().map(|(k, r)| (k, r)).collect();
             let needed = claim::needing_session(txn, &wedged, now)?;
             claim::plan_claims(txn, needed, &mut seq)?;
         }
@@ -108,8 +109,11 @@ impl OlmMachine {
                     &account.inner,
                     devices,
                     &response,
-                    &self.keys,
-                    &self.olm,
+                    &claim::Caches {
+                        keys: &self.keys,
+                        olm: &self.olm,
+                        devices: &self.devices,
+                    },
                     now,
                 )?;
                 if !claimed.replaced.is_empty() {

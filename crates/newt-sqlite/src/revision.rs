@@ -11,6 +11,8 @@ use rusqlite::OptionalExtension;
 pub(crate) const OLM: &str = "newt.olm_revision";
 /// Covers inbound Megolm sessions.
 pub(crate) const INBOUND: &str = "newt.inbound_revision";
+/// Covers device records.
+pub(crate) const DEVICES: &str = "newt.device_revision";
 
 impl SqliteTxn<'_> {
     pub(crate) fn bump_revision(&mut self, name: &str) -> Result<(), StoreError> {

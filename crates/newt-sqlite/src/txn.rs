@@ -37,6 +37,9 @@ pub struct SqliteTxn<'a> {
     tx: Transaction<'a>,
     key: &'a StoreKey,
     after_commit: Vec<AfterCommit>,
+    /// A device was saved or deleted since the device revision was last
+    /// bumped: bumped when next read or at commit, not once per device.
+    devices_changed: bool,
 }
 
 impl std::fmt::Debug for SqliteTxn<'_> {
@@ -51,6 +54,7 @@ impl<'a> SqliteTxn<'a> {
             tx,
             key,
             after_commit: Vec::new(),
+            devices_changed: false,
         }
     }
 
@@ -268,6 +272,7 @@ impl StoreTxn for SqliteTxn<'_> {
             params![device.user_id.as_str(), device.device_id.as_str(), data],
         )
         .map_err(backend)?;
+        self.devices_changed = true;
         Ok(())
     }
 
@@ -278,6 +283,7 @@ impl StoreTxn for SqliteTxn<'_> {
             params![user.as_str(), device.as_str()],
         )
         .map_err(backend)?;
+        self.devices_changed = true;
         Ok(())
     }
 
@@ -522,11 +528,21 @@ impl StoreTxn for SqliteTxn<'_> {
         self.revision(crate::revision::INBOUND).map(Some)
     }
 
+    fn device_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        if std::mem::take(&mut self.devices_changed) {
+            self.bump_revision(crate::revision::DEVICES)?;
+        }
+        self.revision(crate::revision::DEVICES).map(Some)
+    }
+
     fn after_commit(&mut self, f: AfterCommit) {
         self.after_commit.push(f);
     }
 
-    fn commit(self) -> Result<(), StoreError> {
+    fn commit(mut self) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.devices_changed) {
+            self.bump_revision(crate::revision::DEVICES)?;
+        }
         self.tx.commit().map_err(backend)?;
         for f in self.after_commit {
             f();

@@ -4,14 +4,13 @@
 
 use super::room::{recipient_users, shares_history};
 use super::{RoomError, ShareOutcome, SharePolicy};
-use crate::device_keys::VerifiedDeviceKeys;
+use crate::device_cache::Picked;
 use crate::olm::encrypt::{Sender, encrypt_for_devices, queue_to_device};
 use crate::store::{
-    DeviceRecord, EncryptionSettings, InboundInfo, InboundRecord, KeySource, OutboundRecord,
-    OutboundState, RoomRecord, SharedAt, StoreError, StoreTxn,
+    EncryptionSettings, InboundInfo, InboundRecord, KeySource, OutboundRecord, OutboundState,
+    RoomRecord, SharedAt, StoreError, StoreTxn,
 };
 use crate::time::Timestamp;
-use crate::tracking;
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +20,7 @@ type DeviceKey = (OwnedUserId, OwnedDeviceId);
 
 /// A device and what it gets.
 enum Decision {
-    Share(Box<VerifiedDeviceKeys>),
+    Share,
     Withhold(&'static str, &'static str),
 }
 
@@ -31,10 +30,14 @@ fn decide(
     room: &RoomRecord,
     sender: &Sender<'_>,
     policy: SharePolicy,
-) -> Result<BTreeMap<DeviceKey, (Decision, DeviceRecord)>, StoreError> {
+) -> Result<BTreeMap<DeviceKey, (Decision, Picked)>, StoreError> {
     let mut out = BTreeMap::new();
-    for user in recipient_users(room) {
-        for (keys, record) in tracking::devices(txn, &user)? {
+    let users = recipient_users(room);
+    // One batch for the room, from the cache when it is current: this
+    // runs before every message.
+    for list in sender.devices.devices_of(txn, &users)? {
+        for picked in Picked::each(&list) {
+            let (keys, record) = (picked.keys(), picked.record());
             if keys.user_id() == sender.user_id && keys.device_id() == sender.device_id {
                 continue;
             }
@@ -45,12 +48,10 @@ fn decide(
             } else if policy.only_verified && !record.local.verified {
                 Decision::Withhold("m.unverified", "the device is not verified")
             } else {
-                Decision::Share(Box::new(keys))
+                Decision::Share
             };
-            out.insert(
-                (record.user_id.clone(), record.device_id.clone()),
-                (decision, record),
-            );
+            let id = (record.user_id.clone(), record.device_id.clone());
+            out.insert(id, (decision, picked));
         }
     }
     Ok(out)
@@ -136,7 +137,7 @@ pub(crate) fn share(
     let decisions = decide(txn, &room, sender, policy)?;
     let eligible: BTreeSet<DeviceKey> = decisions
         .iter()
-        .filter(|(_, (d, _))| matches!(d, Decision::Share(_)))
+        .filter(|(_, (d, _))| matches!(d, Decision::Share))
         .map(|(k, _)| k.clone())
         .collect();
     let current = txn.load_outbound(room_id)?;
@@ -160,14 +161,14 @@ pub(crate) fn share(
 
     let mut targets = Vec::new();
     let mut notices: Vec<(DeviceKey, &'static str, &'static str)> = Vec::new();
-    for ((user, device), (decision, _)) in &decisions {
+    for ((user, device), (decision, picked)) in &decisions {
         let has_it = state
             .shared_with
             .get(user)
             .is_some_and(|d| d.contains_key(device));
         match decision {
-            Decision::Share(keys) if !has_it => targets.push((**keys).clone()),
-            Decision::Share(_) => {}
+            Decision::Share if !has_it => targets.push(picked.keys()),
+            Decision::Share => {}
             Decision::Withhold(code, reason) => {
                 let told = state
                     .withheld
@@ -212,7 +213,8 @@ pub(crate) fn share(
     }
     // ENC-13, WHD-03: one `m.no_olm` per device until a session appears.
     for (user, device) in &sent.missing_sessions {
-        if let Some((_, record)) = decisions.get(&(user.clone(), device.clone()))
+        if let Some((_, picked)) = decisions.get(&(user.clone(), device.clone()))
+            && let record = picked.record()
             && !record.local.no_olm_sent
         {
             let mut record = record.clone();

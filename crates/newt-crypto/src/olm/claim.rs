@@ -6,6 +6,7 @@ use super::cache::OlmCache;
 use super::sessions::{self, LiveSession};
 use crate::SIGNED_CURVE25519;
 use crate::backoff;
+use crate::device_cache::{DeviceCache, Picked, UserDevices};
 use crate::device_keys::VerifiedDeviceKeys;
 use crate::requests::new_request_id;
 use crate::signing::verify_json;
@@ -70,7 +71,7 @@ fn in_flight(txn: &mut impl StoreTxn) -> Result<BTreeSet<DeviceKey>, StoreError>
 /// backing off, not already being claimed.
 pub(crate) fn needing_session(
     txn: &mut impl StoreTxn,
-    devices: &[(VerifiedDeviceKeys, DeviceRecord)],
+    devices: &[(&VerifiedDeviceKeys, &DeviceRecord)],
     now: Timestamp,
 ) -> Result<Vec<DeviceKey>, StoreError> {
     let busy = in_flight(txn)?;
@@ -168,15 +169,22 @@ fn establish(
 
 /// Applies a `/keys/claim` response. Signature checks and session creation
 /// run on every core; results are stored in request order.
+/// The machine's caches a claim response uses.
+pub(crate) struct Caches<'a> {
+    pub(crate) keys: &'a crate::key_cache::KeyCache,
+    pub(crate) olm: &'a OlmCache,
+    pub(crate) devices: &'a DeviceCache,
+}
+
 pub(crate) fn receive_claim(
     txn: &mut impl StoreTxn,
     account: &Account,
     devices: &[DeviceKey],
     response: &Value,
-    key_cache: &crate::key_cache::KeyCache,
-    olm_cache: &OlmCache,
+    caches: &Caches<'_>,
     now: Timestamp,
 ) -> Result<ClaimOutcome, StoreError> {
+    let (key_cache, olm_cache) = (caches.keys, caches.olm);
     let mut work = Vec::new();
     // One batch for every user, not a load per device.
     let users: Vec<OwnedUserId> = devices
@@ -185,34 +193,34 @@ pub(crate) fn receive_claim(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let loaded: BTreeMap<OwnedUserId, Vec<DeviceRecord>> = users
+    let lists: BTreeMap<OwnedUserId, UserDevices> = users
         .iter()
         .cloned()
-        .zip(txn.load_devices_of(&users)?)
+        .zip(caches.devices.devices_of(txn, &users)?)
         .collect();
     for (user, device) in devices {
-        let Some(record) = loaded
+        let Some(picked) = lists
             .get(user)
-            .and_then(|r| r.iter().find(|d| &d.device_id == device))
-            .cloned()
+            .and_then(|list| Picked::each(list).find(|p| &p.record().device_id == device))
         else {
             continue;
         };
-        let keys = VerifiedDeviceKeys::from_record(&record)?;
-        let ed25519 = key_cache.get(keys.ed25519_base64());
-        work.push((record, keys, ed25519));
+        let ed25519 = key_cache.get(picked.keys().ed25519_base64());
+        work.push((picked, ed25519));
     }
     let results: Vec<_> = work
         .par_iter()
-        .map(|(record, keys, ed25519)| {
+        .map(|(picked, ed25519)| {
+            let record = picked.record();
             let key = claimed_key(response, record.user_id.as_str(), record.device_id.as_str());
-            establish(account, keys, *ed25519, key)
+            establish(account, picked.keys(), *ed25519, key)
         })
         .collect();
     let mut outcome = ClaimOutcome::default();
     // New sessions, and whether each is its device's only usable one.
     let mut created: Vec<(LiveSession, bool)> = Vec::new();
-    for ((mut record, keys, _), result) in work.into_iter().zip(results) {
+    for ((picked, _), result) in work.into_iter().zip(results) {
+        let (keys, mut record) = (picked.keys(), picked.record().clone());
         let id = (record.user_id.clone(), record.device_id.clone());
         match result {
             Ok(session) => {

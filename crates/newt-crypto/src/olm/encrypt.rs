@@ -44,6 +44,8 @@ pub(crate) struct Sender<'a> {
     pub(crate) device_keys: &'a Value,
     /// Live sessions from earlier sends.
     pub(crate) cache: &'a OlmCache,
+    /// Device lists from earlier inputs.
+    pub(crate) devices: &'a crate::device_cache::DeviceCache,
 }
 
 /// A JSON string literal.
@@ -83,7 +85,7 @@ pub(crate) fn encrypt_for_devices(
     sender: &Sender<'_>,
     event_type: &str,
     content: &Value,
-    recipients: &[VerifiedDeviceKeys],
+    recipients: &[&VerifiedDeviceKeys],
     room_id: Option<&str>,
     next_seq: &mut u64,
 ) -> Result<EncryptOutcome, StoreError> {
@@ -91,7 +93,7 @@ pub(crate) fn encrypt_for_devices(
     let mut devices: Vec<&VerifiedDeviceKeys> = Vec::new();
     let mut seen = BTreeSet::new();
     let mut seen_keys = BTreeSet::new();
-    for device in recipients {
+    for &device in recipients {
         if !seen.insert((device.user_id(), device.device_id())) {
             continue;
         }

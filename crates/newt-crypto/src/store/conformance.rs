@@ -24,6 +24,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     olm_sessions_round_trip(&mut make());
     olm_revision_follows_saves(&mut make());
     inbound_revision_follows_saves(&mut make());
+    device_revision_follows_saves(&mut make());
     pending_requests_keep_order(&mut make());
     queued_events_keep_order_and_content(&mut make());
     room_records_round_trip(&mut make());
@@ -288,6 +289,48 @@ pub fn olm_revision_follows_saves<S: Store>(store: &mut S) {
     assert_eq!(
         txn.olm_revision().unwrap(),
         Some(third),
+        "rollback kept a revision"
+    );
+}
+
+/// The device revision (if tracked) differs from every earlier value once
+/// a device was saved or deleted, whether read next in the transaction or
+/// after it commits, and rolls back with the transaction. The device cache
+/// relies on it.
+pub fn device_revision_follows_saves<S: Store>(store: &mut S) {
+    let alice = user("alice");
+    let record = device(&alice, "A1");
+    let mut txn = store.transaction().unwrap();
+    let Some(first) = txn.device_revision().unwrap() else {
+        return; // Not tracked: nothing is cached above this store.
+    };
+    assert_eq!(
+        txn.device_revision().unwrap(),
+        Some(first),
+        "a read changed it"
+    );
+    txn.save_device(&record).unwrap();
+    let second = txn.device_revision().unwrap().unwrap();
+    assert_ne!(first, second, "a save must change the revision");
+    txn.delete_device(&alice, &record.device_id).unwrap();
+    let third = txn.device_revision().unwrap().unwrap();
+    assert!(![first, second].contains(&third), "a delete must change it");
+    // Saved and not read again: the commit must still change it.
+    txn.save_device(&record).unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    let fourth = txn.device_revision().unwrap().unwrap();
+    assert!(
+        ![first, second, third].contains(&fourth),
+        "a committed save kept a revision"
+    );
+    txn.save_device(&record).unwrap();
+    assert_ne!(txn.device_revision().unwrap(), Some(fourth));
+    drop(txn);
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(
+        txn.device_revision().unwrap(),
+        Some(fourth),
         "rollback kept a revision"
     );
 }

@@ -37,6 +37,8 @@ struct State {
     olm_revision: u64,
     /// See [`StoreTxn::inbound_revision`].
     inbound_revision: u64,
+    /// See [`StoreTxn::device_revision`].
+    device_revision: u64,
 }
 
 /// A store that lives in memory. Transactions write in place and keep an
@@ -107,6 +109,15 @@ macro_rules! write {
         $txn.undo.push(Box::new(move |s: &mut State| {
             restore(&mut s.$table, key, old)
         }));
+    }};
+}
+
+/// Sets the revision `$field` to a fresh random value, logging the undo.
+macro_rules! bump {
+    ($txn:expr, $field:ident) => {{
+        let old = std::mem::replace(&mut $txn.state.$field, rand::random());
+        $txn.undo
+            .push(Box::new(move |s: &mut State| s.$field = old));
     }};
 }
 
@@ -182,12 +193,18 @@ impl StoreTxn for MemoryTxn<'_> {
     fn save_device(&mut self, device: &DeviceRecord) -> Result<(), StoreError> {
         let key = (device.user_id.clone(), device.device_id.clone());
         write!(self, devices, key, Some(device.clone()));
+        bump!(self, device_revision);
         Ok(())
     }
 
     fn delete_device(&mut self, user: &UserId, device: &DeviceId) -> Result<(), StoreError> {
         write!(self, devices, (user.to_owned(), device.to_owned()), None);
+        bump!(self, device_revision);
         Ok(())
+    }
+
+    fn device_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.state.device_revision))
     }
 
     fn load_olm_sessions_of(
@@ -241,9 +258,7 @@ impl StoreTxn for MemoryTxn<'_> {
             let key = (session.sender_key.clone(), session.session_id.clone());
             write!(self, sessions, key, Some((pickle, times)));
         }
-        let old = std::mem::replace(&mut self.state.olm_revision, rand::random());
-        self.undo
-            .push(Box::new(move |s: &mut State| s.olm_revision = old));
+        bump!(self, olm_revision);
         Ok(())
     }
 
@@ -361,9 +376,7 @@ impl StoreTxn for MemoryTxn<'_> {
         let pickle = super::codec::encode_pickle(&session.pickle)?;
         let key = (session.room_id.clone(), session.session_id.clone());
         write!(self, inbound, key, Some((pickle, session.info.clone())));
-        let old = std::mem::replace(&mut self.state.inbound_revision, rand::random());
-        self.undo
-            .push(Box::new(move |s: &mut State| s.inbound_revision = old));
+        bump!(self, inbound_revision);
         Ok(())
     }
 

@@ -132,6 +132,12 @@ pub trait StoreTxn {
     fn inbound_revision(&mut self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+    /// Like [`Self::olm_revision`], for device records: differs from every
+    /// earlier value once [`Self::save_device`] or [`Self::delete_device`]
+    /// ran (a store may bump it lazily, when read or at commit).
+    fn device_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
     /// Runs `f` once this transaction has committed, never if it rolls
     /// back, so caches above the store hold committed state only. The
     /// default drops `f`, which is always safe: nothing is cached.

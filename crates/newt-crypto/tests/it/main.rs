@@ -5,6 +5,7 @@
 
 mod account;
 mod attacks;
+mod device_cache;
 mod megolm_cache;
 mod olm;
 mod olm_cache;
