@@ -99,7 +99,7 @@ pub(crate) fn encrypt_for_devices(
         }
         // One ratchet step per session and batch: two devices claiming one
         // identity key must not both encrypt from the same saved state.
-        if !seen_keys.insert(device.curve25519().to_base64()) {
+        if !seen_keys.insert(device.curve25519().to_bytes()) {
             outcome
                 .missing_sessions
                 .push((device.user_id().to_owned(), device.device_id().to_owned()));
@@ -107,7 +107,10 @@ pub(crate) fn encrypt_for_devices(
         }
         devices.push(device);
     }
-    let keys: Vec<String> = devices.iter().map(|d| d.curve25519().to_base64()).collect();
+    let keys: Vec<String> = devices
+        .par_iter()
+        .map(|d| d.curve25519().to_base64())
+        .collect();
     let mut taken = sender.cache.take(txn, &keys)?;
     // Only what the cache lacks comes from the store.
     let missing: Vec<String> = keys
@@ -130,8 +133,9 @@ pub(crate) fn encrypt_for_devices(
     // session: use every core.
     let encrypted: Vec<Option<Encrypted>> = devices
         .par_iter()
+        .zip(&keys)
         .zip(sources)
-        .map(|(device, source)| {
+        .map(|((device, key), source)| {
             let mut live = match source {
                 Source::Cached(live) => live,
                 Source::Stored(records) => LiveSession::from_record(sessions::pick_best(records)?),
@@ -143,8 +147,7 @@ pub(crate) fn encrypt_for_devices(
             };
             // Base64 needs no escaping.
             let content = format!(
-                "{{\"algorithm\":\"{OLM_ALGORITHM}\",\"sender_key\":{sender_key},\"ciphertext\":{{\"{}\":{{\"type\":{kind},\"body\":\"{body}\"}}}}}}",
-                device.curve25519().to_base64()
+                "{{\"algorithm\":\"{OLM_ALGORITHM}\",\"sender_key\":{sender_key},\"ciphertext\":{{\"{key}\":{{\"type\":{kind},\"body\":\"{body}\"}}}}}}"
             );
             let record = live.to_record();
             Some(Encrypted {
@@ -247,16 +250,31 @@ fn queue_raw(
 /// allows, each with at least [`MIN_USERS_PER_REQUEST`] users when there
 /// are that many. Bodies are built as text: the contents are JSON already.
 fn pack(messages: Messages) -> Vec<String> {
+    // Each user's entry is built on any core; joining them is a copy.
+    let entries: Vec<String> = messages
+        .into_iter()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(user, devices)| {
+            let size: usize = devices.iter().map(|(d, c)| d.len() + c.len() + 8).sum();
+            let mut entry = String::with_capacity(user.as_str().len() + size + 8);
+            entry.push_str(&quoted(user.as_str()));
+            entry.push_str(":{");
+            for (i, (device, content)) in devices.iter().enumerate() {
+                if i > 0 {
+                    entry.push(',');
+                }
+                entry.push_str(&quoted(device));
+                entry.push(':');
+                entry.push_str(content);
+            }
+            entry.push('}');
+            entry
+        })
+        .collect();
     let mut bodies = Vec::new();
     // Reserved up front: a growing megabyte string would be copied often.
-    let total: usize = messages
-        .iter()
-        .flat_map(|(user, devices)| {
-            devices
-                .iter()
-                .map(move |(d, c)| user.as_str().len() + d.len() + c.len() + 16)
-        })
-        .sum();
+    let total: usize = entries.iter().map(|e| e.len() + 1).sum();
     let capacity = total.min(MAX_REQUEST_BYTES) + 64;
     let mut current = String::with_capacity(capacity);
     let mut users = 0;
@@ -264,17 +282,7 @@ fn pack(messages: Messages) -> Vec<String> {
         body.push_str("}}");
         std::mem::replace(body, String::with_capacity(capacity))
     };
-    for (user, devices) in messages {
-        let mut entry = format!("{}:{{", quoted(user.as_str()));
-        for (i, (device, content)) in devices.iter().enumerate() {
-            if i > 0 {
-                entry.push(',');
-            }
-            entry.push_str(&quoted(device));
-            entry.push(':');
-            entry.push_str(content);
-        }
-        entry.push('}');
+    for entry in entries {
         if users >= MIN_USERS_PER_REQUEST && current.len() + entry.len() > MAX_REQUEST_BYTES {
             bodies.push(close(&mut current));
             users = 0;
