@@ -64,24 +64,22 @@ impl OlmMachine {
                 .iter()
                 .filter(|e| e.get("type").and_then(Value::as_str) == Some("m.room.encrypted"))
                 .collect();
-            // Many events: decrypt them on every core first.
-            if encrypted.len() >= 32 {
-                megolm::batch::decrypt_ahead(txn, &me.cache, &update.room_id, &encrypted)?;
-            }
-            for event in encrypted {
+            let room_id = &update.room_id;
+            megolm::batch::decrypt_timeline(txn, &me.cache, room_id, &encrypted, |txn, event| {
                 let event_id = event
                     .get("event_id")
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned();
-                let result = megolm::decrypt::decrypt(txn, &me, &update.room_id, event, now)?;
+                let result = megolm::decrypt::decrypt(txn, &me, room_id, event, now)?;
                 outcome.room_events.push(RoomEventOutcome {
-                    room_id: update.room_id.clone(),
+                    room_id: room_id.clone(),
                     event_id,
                     result,
                     late: false,
                 });
-            }
+                Ok(())
+            })?;
         }
         let sessions = me.cache.sessions.take();
         self.inbound.keep(txn, revision, sessions)

@@ -12,11 +12,20 @@ use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use vodozemac::megolm::{DecryptedMessage, MegolmMessage};
+use vodozemac::megolm::{DecryptedMessage, DecryptionError, InboundGroupSession, MegolmMessage};
 
 /// A message decrypted ahead with its plaintext parsed (`None`: not
 /// JSON), or why not.
-pub(crate) type AheadResult = Result<(DecryptedMessage, Option<Value>), String>;
+pub(crate) type AheadResult = Result<(DecryptedMessage, Option<Value>), AheadError>;
+
+/// Why a message could not be decrypted ahead.
+#[derive(Debug)]
+pub(crate) enum AheadError {
+    /// The ciphertext is not a Megolm message.
+    NotMegolm,
+    /// The session refused it.
+    Decrypt(DecryptionError),
+}
 
 /// A result of decrypting ahead and the session it came from.
 pub(crate) struct Ahead {
@@ -89,71 +98,122 @@ impl BatchCache {
     }
 }
 
-/// Decrypts a batch of events ahead of `decrypt::decrypt`, one session
-/// per core: the per-event checks that follow stay in order, in one
-/// thread.
-pub(crate) fn decrypt_ahead(
-    txn: &mut impl StoreTxn,
+/// Fewer encrypted events than this are decrypted one by one.
+const AHEAD_MIN: usize = 32;
+/// Events per step of the pipeline.
+const CHUNK: usize = 128;
+
+/// An event's session and its parsed ciphertext.
+struct Parsed<'e> {
+    session_id: &'e str,
+    ciphertext: &'e str,
+    message: Result<MegolmMessage, AheadError>,
+}
+
+/// A ciphertext and what parsing it gave.
+type Message<'e> = (&'e str, Result<MegolmMessage, AheadError>);
+
+/// One session's messages of a chunk, with its live session lent out.
+struct Lent<'e> {
+    session_id: &'e str,
+    session: InboundGroupSession,
+    messages: Vec<Message<'e>>,
+}
+
+/// Decrypts the encrypted timeline events of one room and runs `check`
+/// on each, in order, on this thread. Large batches are decrypted ahead,
+/// one session per core, in chunks: while one chunk is checked here, the
+/// next decrypts on the other cores.
+pub(crate) fn decrypt_timeline<T: StoreTxn>(
+    txn: &mut T,
     cache: &BatchCache,
     room_id: &str,
     events: &[&Value],
+    mut check: impl FnMut(&mut T, &Value) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    use rayon::prelude::*;
-    let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for event in events {
-        let content = event.get("content");
-        let field = |name: &str| content.and_then(|c| c.get(name)).and_then(Value::as_str);
-        if let (Some(session_id), Some(ciphertext)) = (field("session_id"), field("ciphertext")) {
-            groups.entry(session_id).or_default().push(ciphertext);
-        }
+    if events.len() < AHEAD_MIN {
+        return events.iter().try_for_each(|event| check(txn, event));
     }
-    let mut work = Vec::new();
-    for (session_id, ciphertexts) in groups {
-        let cached = cache.sessions.borrow_mut().remove(room_id, session_id);
-        let entry = match cached {
-            Some(entry) => Some(entry),
-            None => txn
-                .load_inbound(room_id, session_id)?
-                .map(Entry::from_record),
+    let parsed = parse_all(events);
+    preload(txn, cache, room_id, &parsed)?;
+    let mut parsed = parsed.into_iter();
+    let mut chunks = std::iter::from_fn(|| {
+        let chunk: Vec<_> = parsed.by_ref().take(CHUNK).collect();
+        (!chunk.is_empty()).then_some(chunk)
+    });
+    let mut ready = match chunks.next() {
+        Some(first) => compute(lend(cache, room_id, first)),
+        None => Vec::new(),
+    };
+    for chunk in events.chunks(CHUNK) {
+        install(cache, room_id, ready);
+        let Some(next) = chunks.next() else {
+            return chunk.iter().try_for_each(|event| check(txn, event));
         };
-        if let Some(entry) = entry {
-            work.push((session_id, entry, ciphertexts));
-        }
+        let work = lend(cache, room_id, next);
+        let mut computed = Vec::new();
+        let mut checked = Ok(());
+        rayon::in_place_scope(|scope| {
+            scope.spawn(|_| computed = compute(work));
+            checked = chunk.iter().try_for_each(|event| check(txn, event));
+        });
+        checked?;
+        ready = computed;
     }
-    // Each core advances its own sessions; they go back to the cache
-    // advanced, which changes no result: earlier indices stay readable.
-    let results: Vec<_> = work
-        .into_par_iter()
-        .map(|(session_id, mut entry, ciphertexts)| {
-            let decrypted: Vec<(String, AheadResult)> = ciphertexts
-                .into_iter()
-                .map(|ciphertext| {
-                    // The plaintext is parsed here too, on this core.
-                    let result = MegolmMessage::from_base64(ciphertext)
-                        .map_err(|e| e.to_string())
-                        .and_then(|m| entry.session.decrypt(&m).map_err(|e| e.to_string()))
-                        .map(|done| {
-                            let parsed = serde_json::from_slice(&done.plaintext).ok();
-                            (done, parsed)
-                        });
-                    (ciphertext.to_owned(), result)
-                })
-                .collect();
-            (session_id, entry, decrypted)
+    Ok(())
+}
+
+/// Every event's session and message, parsed on every core.
+fn parse_all<'e>(events: &[&'e Value]) -> Vec<Option<Parsed<'e>>> {
+    use rayon::prelude::*;
+    events
+        .par_iter()
+        .map(|event| {
+            let content = event.get("content");
+            let field = |name: &str| content.and_then(|c| c.get(name)).and_then(Value::as_str);
+            let (session_id, ciphertext) = (field("session_id")?, field("ciphertext")?);
+            let message = MegolmMessage::from_base64(ciphertext).map_err(|_| AheadError::NotMegolm);
+            Some(Parsed {
+                session_id,
+                ciphertext,
+                message,
+            })
         })
-        .collect();
-    for (session_id, entry, decrypted) in results {
-        // MEG-08: one query for the indices this batch will check.
-        let indices: Vec<u32> = decrypted
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok().map(|(d, _)| d.message_index))
-            .collect();
+        .collect()
+}
+
+/// Caches every session of the batch and, MEG-08, the uses recorded for
+/// the indices its messages name: one query per session for the batch.
+/// The indices are the unauthenticated ones, only to fill the cache; the
+/// check uses the decrypted index and loads what the cache lacks.
+fn preload(
+    txn: &mut impl StoreTxn,
+    cache: &BatchCache,
+    room_id: &str,
+    parsed: &[Option<Parsed<'_>>],
+) -> Result<(), StoreError> {
+    let mut indices: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for item in parsed.iter().flatten() {
+        let index = item.message.as_ref().ok().map(MegolmMessage::message_index);
+        let listed = indices.entry(item.session_id).or_default();
+        listed.extend(index);
+    }
+    for (session_id, indices) in indices {
+        let cached = cache.sessions.borrow().get(room_id, session_id).is_some();
+        if !cached {
+            let Some(record) = txn.load_inbound(room_id, session_id)? else {
+                continue;
+            };
+            let entry = Entry::from_record(record);
+            cache
+                .sessions
+                .borrow_mut()
+                .insert(room_id, session_id, entry);
+        }
         let found = txn.load_index_uses(room_id, session_id, &indices)?;
         let mut known: BTreeMap<u32, Option<IndexUse>> =
             indices.iter().map(|i| (*i, None)).collect();
-        for (index, used) in found {
-            known.insert(index, Some(used));
-        }
+        known.extend(found.into_iter().map(|(index, used)| (index, Some(used))));
         let mut uses = cache.index_uses.borrow_mut();
         match uses.get_mut(room_id, session_id) {
             Some(held) => held.extend(known),
@@ -161,15 +221,71 @@ pub(crate) fn decrypt_ahead(
                 uses.insert(room_id, session_id, known);
             }
         }
-        cache
-            .sessions
-            .borrow_mut()
-            .insert(room_id, session_id, entry);
+    }
+    Ok(())
+}
+
+/// Takes the chunk's sessions out of their cache entries (which stay, for
+/// the checks of the chunk before), grouped with their messages.
+fn lend<'e>(cache: &BatchCache, room_id: &str, chunk: Vec<Option<Parsed<'e>>>) -> Vec<Lent<'e>> {
+    let mut groups: BTreeMap<&str, Vec<Message<'e>>> = BTreeMap::new();
+    for item in chunk.into_iter().flatten() {
+        groups
+            .entry(item.session_id)
+            .or_default()
+            .push((item.ciphertext, item.message));
+    }
+    let mut sessions = cache.sessions.borrow_mut();
+    groups
+        .into_iter()
+        .filter_map(|(session_id, messages)| {
+            let session = sessions.get_mut(room_id, session_id)?.session.take()?;
+            Some(Lent {
+                session_id,
+                session,
+                messages,
+            })
+        })
+        .collect()
+}
+
+/// A chunk decrypted: each session, advanced, with its results.
+type Computed<'e> = Vec<(&'e str, InboundGroupSession, Vec<(String, AheadResult)>)>;
+
+/// Decrypts a chunk, one session per core. Sessions advance, which
+/// changes no result: earlier indices stay readable.
+fn compute(work: Vec<Lent<'_>>) -> Computed<'_> {
+    use rayon::prelude::*;
+    work.into_par_iter()
+        .map(|mut lent| {
+            let results = lent
+                .messages
+                .into_iter()
+                .map(|(ciphertext, message)| {
+                    let result = message.and_then(|m| {
+                        let done = lent.session.decrypt(&m).map_err(AheadError::Decrypt)?;
+                        // The plaintext is parsed here too, on this core.
+                        let parsed = serde_json::from_slice(&done.plaintext).ok();
+                        Ok((done, parsed))
+                    });
+                    (ciphertext.to_owned(), result)
+                })
+                .collect();
+            (lent.session_id, lent.session, results)
+        })
+        .collect()
+}
+
+/// Returns a chunk's sessions to their entries and keeps its results.
+fn install(cache: &BatchCache, room_id: &str, computed: Computed<'_>) {
+    for (session_id, session, results) in computed {
+        if let Some(entry) = cache.sessions.borrow_mut().get_mut(room_id, session_id) {
+            entry.session = Some(session);
+        }
         let origin = Rc::new((room_id.to_owned(), session_id.to_owned()));
-        for (ciphertext, result) in decrypted {
+        for (ciphertext, result) in results {
             let origin = Rc::clone(&origin);
             cache.put_ahead(ciphertext, Ahead { origin, result });
         }
     }
-    Ok(())
 }

@@ -39,8 +39,11 @@ impl<T> BySession<T> {
         }
     }
 
-    pub(crate) fn remove(&mut self, room_id: &str, session_id: &str) -> Option<T> {
-        self.0.get_mut(room_id)?.remove(session_id)
+    /// Keeps only the values `keep` accepts.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        for sessions in self.0.values_mut() {
+            sessions.retain(|_, value| keep(value));
+        }
     }
 
     /// How many values, over every room.
@@ -67,8 +70,9 @@ mod tests {
         if let Some(v) = map.get_mut("!a", "t") {
             *v = 5;
         }
-        assert_eq!(map.remove("!a", "t"), Some(5));
-        assert_eq!(map.remove("!a", "t"), None);
+        assert_eq!(map.get("!a", "t"), Some(&5));
+        map.retain(|v| *v != 5);
+        assert_eq!(map.get("!a", "t"), None);
         assert_eq!(map.len(), 2);
     }
 }

@@ -15,7 +15,8 @@ const CAPACITY: usize = 4096;
 
 /// A live session, its facts, and the room its record names.
 pub(crate) struct Entry {
-    pub(crate) session: InboundGroupSession,
+    /// `None` while lent to a chunk being decrypted ahead.
+    pub(crate) session: Option<InboundGroupSession>,
     /// Shared: every event of the session hands it on.
     pub(crate) info: Arc<InboundInfo>,
     pub(crate) record_room: String,
@@ -24,7 +25,7 @@ pub(crate) struct Entry {
 impl Entry {
     pub(crate) fn from_record(record: InboundRecord) -> Self {
         Self {
-            session: InboundGroupSession::from_pickle(record.pickle),
+            session: Some(InboundGroupSession::from_pickle(record.pickle)),
             info: Arc::new(record.info),
             record_room: record.room_id,
         }
@@ -56,8 +57,11 @@ impl InboundCache {
         &self,
         txn: &mut impl StoreTxn,
         before: Option<u64>,
-        sessions: Sessions,
+        mut sessions: Sessions,
     ) -> Result<(), StoreError> {
+        // A session still lent out (an input that failed midway) is not
+        // kept without its ratchet.
+        sessions.retain(|entry| entry.session.is_some());
         if txn.inbound_revision()? != before || sessions.len() > CAPACITY {
             return Ok(());
         }

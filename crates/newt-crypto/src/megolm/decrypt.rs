@@ -1,14 +1,14 @@
 //! Decrypting room events (MEG-08..11, ENC-14) and keeping the ones that
 //! cannot be read yet for a retry when their key arrives (REC-05).
 
-use super::batch::BatchCache;
+use super::batch::{AheadError, BatchCache};
 use super::cache::Entry;
 use super::{DecryptedRoomEvent, RoomDecryptError, RoomEventOutcome, TrustVerdict};
 use crate::store::{InboundInfo, IndexUse, StoreError, StoreTxn, UndecryptedEvent};
 use crate::time::Timestamp;
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::Value;
-use vodozemac::megolm::{DecryptionError, MegolmMessage};
+use vodozemac::megolm::{DecryptionError, InboundGroupSession, MegolmMessage};
 
 fn malformed(detail: &str) -> RoomDecryptError {
     RoomDecryptError::Malformed {
@@ -272,10 +272,12 @@ pub(crate) fn attempt(
         .get("origin_server_ts")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    // Decrypted ahead: the ciphertext parsed then. Otherwise parse it now.
+    // Decrypted ahead (its failure kept too). Otherwise parse it now.
     let ahead = match me.cache.take_ahead(room_id, session_id, ciphertext) {
-        Some(Ok(done)) => Some(done),
-        _ => None,
+        Some(Err(AheadError::NotMegolm)) => {
+            return Ok(Err(malformed("ciphertext is not a Megolm message")));
+        }
+        other => other,
     };
     let message = match &ahead {
         Some(_) => None,
@@ -304,10 +306,27 @@ pub(crate) fn attempt(
         return missing(txn, room_id, session_id, text("sender_key"));
     };
     let (attempt, parsed) = match (ahead, message) {
-        (Some((done, parsed)), _) => (Ok(done), parsed),
-        // Failures are decrypted again here, to keep their exact reason.
-        (None, Some(message)) => (entry.session.decrypt(&message), None),
-        (None, None) => return Ok(Err(malformed("ciphertext is not a Megolm message"))),
+        (Some(Ok((done, parsed))), _) => (Ok(done), parsed),
+        (Some(Err(AheadError::Decrypt(e))), _) => (Err(e), None),
+        (Some(Err(AheadError::NotMegolm)), _) | (None, None) => {
+            return Ok(Err(malformed("ciphertext is not a Megolm message")));
+        }
+        (None, Some(message)) => match entry.session.as_mut() {
+            Some(session) => (session.decrypt(&message), None),
+            // Lent to a chunk decrypting ahead (every event checked then
+            // has its result, so this is only a safe fallback): a fresh
+            // copy from the store reads the same message.
+            None => match txn.load_inbound(room_id, session_id)? {
+                Some(record) => {
+                    let mut copy = InboundGroupSession::from_pickle(record.pickle);
+                    (copy.decrypt(&message), None)
+                }
+                None => {
+                    drop(sessions);
+                    return missing(txn, room_id, session_id, text("sender_key"));
+                }
+            },
+        },
     };
     let info = std::sync::Arc::clone(&entry.info);
     let record_room_matches = entry.record_room == room_id;
