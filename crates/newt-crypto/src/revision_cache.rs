@@ -56,6 +56,22 @@ impl<T: Default + Send + 'static> RevisionCache<T> {
         f(&mut stamped.value)
     }
 
+    /// The revision the value is stamped with.
+    pub(crate) fn stamp(&self) -> Option<u64> {
+        lock(&self.0).revision
+    }
+
+    /// Brings a value stamped `from` to revision `to` by `drop_changed`,
+    /// which must remove everything saved between the two (the store
+    /// listed it). Does nothing if the stamp moved meanwhile.
+    pub(crate) fn advance(&self, from: u64, to: u64, drop_changed: impl FnOnce(&mut T)) {
+        let mut stamped = lock(&self.0);
+        if stamped.revision == Some(from) {
+            drop_changed(&mut stamped.value);
+            stamped.revision = Some(to);
+        }
+    }
+
     /// Once `txn` commits, and only if the value is still stamped
     /// `before`: restamps it `after` and applies `change`. `before` and
     /// `after` must bracket exactly the saves `change` reflects.

@@ -97,7 +97,11 @@ impl SqliteTxn<'_> {
             .map_err(backend)?;
         }
         if !sessions.is_empty() {
-            self.bump_revision(crate::revision::OLM)?;
+            let revision = self.bump_revision(crate::revision::OLM)?;
+            let mut keys: Vec<&str> = sessions.iter().map(|s| s.sender_key.as_str()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            self.log_olm_change(revision, &keys)?;
         }
         Ok(())
     }

@@ -11,19 +11,80 @@ use rusqlite::OptionalExtension;
 pub(crate) const OLM: &str = "newt.olm_revision";
 /// Covers inbound Megolm sessions.
 pub(crate) const INBOUND: &str = "newt.inbound_revision";
+/// Saves of more peers than this log one "everything" row.
+const OLM_CHANGE_KEYS: usize = 32;
+/// Log rows kept, about (older revisions then count as unknown).
+const OLM_CHANGE_ROWS: i64 = 4096;
+
 /// Covers device records.
 pub(crate) const DEVICES: &str = "newt.device_revision";
 
 impl SqliteTxn<'_> {
-    pub(crate) fn bump_revision(&mut self, name: &str) -> Result<(), StoreError> {
+    /// Sets the revision to a fresh random value, and returns it.
+    pub(crate) fn bump_revision(&mut self, name: &str) -> Result<u64, StoreError> {
+        let value = rand::random::<u64>();
         exec_cached(
             self.tx(),
             "INSERT INTO kv (key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [name, &rand::random::<u64>().to_string()],
+            [name, &value.to_string()],
         )
         .map_err(backend)?;
+        Ok(value)
+    }
+
+    /// Logs which sender keys the save that made Olm revision `revision`
+    /// touched (see `StoreTxn::olm_changes_since`).
+    pub(crate) fn log_olm_change(
+        &mut self,
+        revision: u64,
+        sender_keys: &[&str],
+    ) -> Result<(), StoreError> {
+        let revision = revision.to_string();
+        let listed: Vec<Option<&str>> = if sender_keys.len() > OLM_CHANGE_KEYS {
+            vec![None]
+        } else {
+            sender_keys.iter().map(|k| Some(*k)).collect()
+        };
+        for key in listed {
+            exec_cached(
+                self.tx(),
+                "INSERT INTO olm_changes (revision, sender_key) VALUES (?1, ?2)",
+                rusqlite::params![revision, key],
+            )
+            .map_err(backend)?;
+        }
+        let seq = self.tx().last_insert_rowid();
+        if seq % 512 == 0 {
+            exec_cached(
+                self.tx(),
+                "DELETE FROM olm_changes WHERE seq <= ?1",
+                [seq - OLM_CHANGE_ROWS],
+            )
+            .map_err(backend)?;
+        }
         Ok(())
+    }
+
+    /// The sender keys saved since Olm revision `since`; `None` if unknown.
+    pub(crate) fn olm_changes(&mut self, since: u64) -> Result<Option<Vec<String>>, StoreError> {
+        let last: Option<i64> = self
+            .tx()
+            .prepare_cached("SELECT MAX(seq) FROM olm_changes WHERE revision = ?1")
+            .and_then(|mut s| s.query_row([since.to_string()], |row| row.get(0)))
+            .map_err(backend)?;
+        let Some(last) = last else {
+            return Ok(None);
+        };
+        let keys: Vec<Option<String>> = self
+            .tx()
+            .prepare_cached("SELECT sender_key FROM olm_changes WHERE seq > ?1")
+            .and_then(|mut s| {
+                s.query_map([last], |row| row.get(0))?
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(backend)?;
+        Ok(keys.into_iter().collect())
     }
 
     /// 0 until the first save.

@@ -163,7 +163,7 @@ impl SqliteTxn<'_> {
                 params![session.room_id, session.session_id, sealed, data],
             )
             .map_err(backend)?;
-        self.bump_revision(crate::revision::INBOUND)
+        self.bump_revision(crate::revision::INBOUND).map(|_| ())
     }
 
     pub(crate) fn index_load(

@@ -528,6 +528,10 @@ impl StoreTxn for SqliteTxn<'_> {
         self.revision(crate::revision::INBOUND).map(Some)
     }
 
+    fn olm_changes_since(&mut self, since: u64) -> Result<Option<Vec<String>>, StoreError> {
+        self.olm_changes(since)
+    }
+
     fn device_revision(&mut self) -> Result<Option<u64>, StoreError> {
         if std::mem::take(&mut self.devices_changed) {
             self.bump_revision(crate::revision::DEVICES)?;

@@ -1,6 +1,7 @@
 //! Live Olm sessions kept between inputs, so sending to a device does not
 //! decode the session the previous send encoded. Valid at the store's Olm
-//! revision (see `revision_cache`).
+//! revision (see `revision_cache`); a save of other peers' sessions since
+//! drops only those peers, when the store lists them.
 
 use super::sessions::LiveSession;
 use crate::revision_cache::RevisionCache;
@@ -31,6 +32,19 @@ impl OlmCache {
         keys: &[String],
     ) -> Result<Taken, StoreError> {
         let before = txn.olm_revision()?;
+        // Saves since the cache's revision (a received message, another
+        // process) drop only the peers they touched, when the store can
+        // list them; otherwise `current` empties the cache.
+        if let (Some(stamp), Some(now)) = (self.0.stamp(), before)
+            && stamp != now
+            && let Some(changed) = txn.olm_changes_since(stamp)?
+        {
+            self.0.advance(stamp, now, |live| {
+                for key in &changed {
+                    live.remove(key);
+                }
+            });
+        }
         let sessions = self
             .0
             .current(before, |live| keys.iter().map(|k| live.remove(k)).collect());

@@ -23,6 +23,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     tracked_users_and_devices(&mut make());
     olm_sessions_round_trip(&mut make());
     olm_revision_follows_saves(&mut make());
+    let _ = olm_changes_follow_saves(&mut make());
     inbound_revision_follows_saves(&mut make());
     device_revision_follows_saves(&mut make());
     pending_requests_keep_order(&mut make());
@@ -222,6 +223,79 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
     );
     let restored = vodozemac::olm::Session::from_pickle(*again.into_iter().next().unwrap().pickle);
     assert!(ids.contains(&restored.session_id()));
+}
+
+/// An Olm session record filed under `sender_key`.
+fn olm_record(sender_key: &str) -> OlmSessionRecord {
+    let alice = Account::new();
+    let mut bob = Account::new();
+    bob.generate_one_time_keys(1);
+    let otk = bob.one_time_keys().into_values().next().unwrap();
+    let session = alice
+        .create_outbound_session(
+            vodozemac::olm::SessionConfig::version_1(),
+            bob.curve25519_key(),
+            otk,
+        )
+        .unwrap();
+    OlmSessionRecord {
+        sender_key: sender_key.to_owned(),
+        session_id: session.session_id(),
+        pickle: Box::new(session.pickle()),
+        created_at_ms: 1,
+        last_received_at_ms: None,
+        retired: false,
+    }
+}
+
+/// The keys an Olm save touched are listed (if tracked) from any revision
+/// the store showed, this transaction's saves included; a revision never
+/// shown, or a save of many keys, makes them unknown; a rollback takes
+/// its saves back out of the list.
+/// Returns whether the store lists them at all (not listing is safe).
+pub fn olm_changes_follow_saves<S: Store>(store: &mut S) -> bool {
+    let sorted = |keys: Option<Vec<String>>| {
+        keys.map(|mut k| {
+            k.sort();
+            k.dedup();
+            k
+        })
+    };
+    let mut txn = store.transaction().unwrap();
+    txn.save_olm_session(&olm_record("start")).unwrap();
+    let Some(start) = txn.olm_revision().unwrap() else {
+        return false; // Not tracked.
+    };
+    if txn.olm_changes_since(start).unwrap().is_none() {
+        return false; // Not listed: caches drop everything, which is safe.
+    }
+    assert_eq!(txn.olm_changes_since(start).unwrap(), Some(Vec::new()));
+    txn.save_olm_sessions(&[olm_record("a"), olm_record("b"), olm_record("a")])
+        .unwrap();
+    let after_ab = txn.olm_revision().unwrap().unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    txn.save_olm_session(&olm_record("c")).unwrap();
+    assert_eq!(
+        sorted(txn.olm_changes_since(start).unwrap()),
+        Some(vec!["a".to_owned(), "b".to_owned(), "c".to_owned()])
+    );
+    assert_eq!(
+        txn.olm_changes_since(after_ab).unwrap(),
+        Some(vec!["c".to_owned()])
+    );
+    assert_eq!(txn.olm_changes_since(12345).unwrap(), None, "never shown");
+    drop(txn);
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(
+        txn.olm_changes_since(after_ab).unwrap(),
+        Some(Vec::new()),
+        "a rolled-back save is still listed"
+    );
+    let many: Vec<OlmSessionRecord> = (0..100).map(|i| olm_record(&format!("k{i}"))).collect();
+    txn.save_olm_sessions(&many).unwrap();
+    assert_eq!(txn.olm_changes_since(after_ab).unwrap(), None);
+    true
 }
 
 /// The Olm revision (if tracked) changes with every save and rolls back
@@ -588,5 +662,8 @@ mod tests {
     #[test]
     fn memory_store_conforms() {
         super::run_all(crate::store::MemoryStore::new);
+        assert!(super::olm_changes_follow_saves(
+            &mut crate::store::MemoryStore::new()
+        ));
     }
 }

@@ -35,6 +35,9 @@ struct State {
     withheld: BTreeMap<(String, String), WithheldRecord>,
     /// See [`StoreTxn::olm_revision`].
     olm_revision: u64,
+    /// See [`StoreTxn::olm_changes_since`]: the revision each save made
+    /// and the keys it touched (`None`: too many to list).
+    olm_changes: Vec<(u64, Option<Vec<String>>)>,
     /// See [`StoreTxn::inbound_revision`].
     inbound_revision: u64,
     /// See [`StoreTxn::device_revision`].
@@ -111,6 +114,11 @@ macro_rules! write {
         }));
     }};
 }
+
+/// Saves of more peers than this log an "everything" entry.
+const OLM_CHANGE_KEYS: usize = 32;
+/// Log entries kept, about.
+const OLM_CHANGE_ROWS: usize = 4096;
 
 /// Sets the revision `$field` to a fresh random value, logging the undo.
 macro_rules! bump {
@@ -259,7 +267,41 @@ impl StoreTxn for MemoryTxn<'_> {
             write!(self, sessions, key, Some((pickle, times)));
         }
         bump!(self, olm_revision);
+        let mut keys: Vec<String> = sessions.iter().map(|s| s.sender_key.clone()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let listed = (keys.len() <= OLM_CHANGE_KEYS).then_some(keys);
+        let log = &mut self.state.olm_changes;
+        if log.len() >= OLM_CHANGE_ROWS {
+            // Rare: the undo keeps the whole log.
+            let old = std::mem::take(log);
+            log.extend(old[old.len() / 2..].iter().cloned());
+            self.undo
+                .push(Box::new(move |s: &mut State| s.olm_changes = old));
+        } else {
+            self.undo.push(Box::new(|s: &mut State| {
+                s.olm_changes.pop();
+            }));
+        }
+        self.state
+            .olm_changes
+            .push((self.state.olm_revision, listed));
         Ok(())
+    }
+
+    fn olm_changes_since(&mut self, since: u64) -> Result<Option<Vec<String>>, StoreError> {
+        let log = &self.state.olm_changes;
+        let Some(at) = log.iter().rposition(|(revision, _)| *revision == since) else {
+            return Ok(None);
+        };
+        let mut changed = Vec::new();
+        for (_, keys) in &log[at + 1..] {
+            let Some(keys) = keys else {
+                return Ok(None);
+            };
+            changed.extend(keys.iter().cloned());
+        }
+        Ok(Some(changed))
     }
 
     fn olm_revision(&mut self) -> Result<Option<u64>, StoreError> {

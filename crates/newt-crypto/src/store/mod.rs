@@ -127,6 +127,14 @@ pub trait StoreTxn {
     fn olm_revision(&mut self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+    /// The sender keys whose Olm sessions were saved since the store
+    /// showed Olm revision `since` (this transaction's saves included), so
+    /// a cache can drop just those; `None` when that is not known (long
+    /// ago, too many keys to list, or not tracked): then drop everything.
+    fn olm_changes_since(&mut self, since: u64) -> Result<Option<Vec<String>>, StoreError> {
+        let _ = since;
+        Ok(None)
+    }
     /// Like [`Self::olm_revision`], for inbound Megolm sessions: changes
     /// with every [`Self::save_inbound`].
     fn inbound_revision(&mut self) -> Result<Option<u64>, StoreError> {

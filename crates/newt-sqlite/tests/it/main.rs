@@ -20,6 +20,11 @@ fn sqlite_store_conforms() {
         n += 1;
         fresh(dir.path(), &format!("c{n}.db"))
     });
+    // Listing changed Olm keys is optional; this store does it.
+    assert!(conformance::olm_changes_follow_saves(&mut fresh(
+        dir.path(),
+        "changes.db"
+    )));
 }
 
 /// A committed account survives closing and reopening the file.
