@@ -135,7 +135,9 @@ pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
         unreachable!()
     };
     let outcome = machine.receive_sync_changes(&mut txn, &keys, NOW);
+    let committing = Instant::now();
     let _ = txn.commit();
+    crate::first_share::phase("commit", committing);
     let elapsed = start.elapsed();
     let accepted = outcome
         .map(|o| {

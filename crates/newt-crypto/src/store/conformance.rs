@@ -304,25 +304,7 @@ pub fn olm_changes_follow_saves<S: Store>(store: &mut S) -> bool {
 pub fn olm_revision_follows_saves<S: Store>(store: &mut S) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let alice = Account::new();
-    let mut bob = Account::new();
-    bob.generate_one_time_keys(1);
-    let otk = bob.one_time_keys().into_values().next().unwrap();
-    let session = alice
-        .create_outbound_session(
-            vodozemac::olm::SessionConfig::version_1(),
-            bob.curve25519_key(),
-            otk,
-        )
-        .unwrap();
-    let record = OlmSessionRecord {
-        sender_key: bob.curve25519_key().to_base64(),
-        session_id: session.session_id(),
-        pickle: Box::new(session.pickle()),
-        created_at_ms: 1,
-        last_received_at_ms: None,
-        retired: false,
-    };
+    let record = olm_record("bob");
     let ran = Arc::new(AtomicUsize::new(0));
     let count = |ran: &Arc<AtomicUsize>| {
         let ran = Arc::clone(ran);

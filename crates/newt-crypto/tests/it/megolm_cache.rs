@@ -1,11 +1,25 @@
 //! Inbound sessions cached between syncs never stand in for a better
 //! stored copy.
 
-use crate::rooms::{ROOM, megolm, world};
+use crate::rooms::{ROOM, World, megolm, world};
 use crate::rooms_router::sync;
 use newt_crypto::store::{Store, StoreTxn};
 use newt_crypto::{RoomDecryptError, RoomUpdate, SyncChanges};
 use serde_json::{Value, json};
+
+/// Bob receives `events` as one sync's timeline of the room.
+fn timeline(w: &mut World, events: Vec<Value>) -> Vec<newt_crypto::RoomEventOutcome> {
+    let mut changes = SyncChanges::default();
+    changes.rooms = vec![RoomUpdate::new(ROOM, Vec::new(), events, false)];
+    let mut txn = w.bob.store.transaction().unwrap();
+    let outcome = w
+        .bob
+        .machine
+        .receive_sync_changes(&mut txn, &changes, w.router.now())
+        .unwrap();
+    txn.commit().unwrap();
+    outcome.room_events
+}
 
 /// A late device holds the session from index 1, cached by its sync; an
 /// import of the full session (index 0) then replaces it, and the next
@@ -65,18 +79,7 @@ fn replays_inside_a_large_batch_are_rejected() {
     let mut replay = events[3].clone();
     replay["event_id"] = json!("$replayed");
     events.push(replay.clone());
-    let mut deliver = |events: Vec<Value>| {
-        let mut changes = SyncChanges::default();
-        changes.rooms = vec![RoomUpdate::new(ROOM, Vec::new(), events, false)];
-        let mut txn = w.bob.store.transaction().unwrap();
-        let outcome = w
-            .bob
-            .machine
-            .receive_sync_changes(&mut txn, &changes, w.router.now())
-            .unwrap();
-        txn.commit().unwrap();
-        outcome.room_events
-    };
+    let mut deliver = |events: Vec<Value>| timeline(&mut w, events);
     let first = deliver(events.clone());
     assert_eq!(first.len(), 41);
     assert!(first[..40].iter().all(|o| o.result.is_ok()), "{first:?}");
@@ -126,16 +129,7 @@ fn ciphertext_relabelled_with_another_session_is_not_read() {
     let mut forged = events[label].clone();
     forged["content"]["ciphertext"] = events[source]["content"]["ciphertext"].clone();
     events.insert(0, forged);
-    let mut changes = SyncChanges::default();
-    changes.rooms = vec![RoomUpdate::new(ROOM, Vec::new(), events, false)];
-    let mut txn = w.bob.store.transaction().unwrap();
-    let outcome = w
-        .bob
-        .machine
-        .receive_sync_changes(&mut txn, &changes, w.router.now())
-        .unwrap();
-    txn.commit().unwrap();
-    let results = outcome.room_events;
+    let results = timeline(&mut w, events);
     assert!(
         matches!(results[0].result, Err(RoomDecryptError::Failed { .. })),
         "{:?}",
@@ -174,18 +168,7 @@ fn long_timeline_reads_in_order_and_catches_late_replays() {
     let mut replay = events[5].clone();
     replay["event_id"] = json!("$replayed");
     events.insert(280, replay);
-    let mut deliver = |events: Vec<Value>| {
-        let mut changes = SyncChanges::default();
-        changes.rooms = vec![RoomUpdate::new(ROOM, Vec::new(), events, false)];
-        let mut txn = w.bob.store.transaction().unwrap();
-        let outcome = w
-            .bob
-            .machine
-            .receive_sync_changes(&mut txn, &changes, w.router.now())
-            .unwrap();
-        txn.commit().unwrap();
-        outcome.room_events
-    };
+    let mut deliver = |events: Vec<Value>| timeline(&mut w, events);
     let check = |outcomes: &[newt_crypto::RoomEventOutcome]| {
         assert_eq!(outcomes.len(), 301);
         for (i, outcome) in outcomes.iter().enumerate() {
