@@ -207,6 +207,7 @@ impl OlmMachine {
                 }
             }
         }
+        batch.finish(txn)?;
         self.absorb_rooms(txn, &changes.rooms, &mut outcome, now)?;
         Ok(outcome)
     }

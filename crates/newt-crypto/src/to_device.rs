@@ -5,6 +5,7 @@ use crate::account::OwnAccount;
 use crate::olm::decrypt::{self, ENCRYPTED_ONLY, Me, Opened, Outer};
 use crate::olm::{DecryptedToDevice, SenderTrust, ToDeviceError};
 use crate::requests::new_request_id;
+use crate::store::AccountRecord;
 use crate::store::{QueuedToDevice, StoreError, StoreTxn};
 use crate::time::Timestamp;
 use crate::tracking;
@@ -90,6 +91,9 @@ pub(crate) struct Batch<'a> {
     /// Senders with events waiting: later events of theirs wait too, so
     /// order is kept (OLM-12).
     pub(crate) waiting: BTreeSet<OwnedUserId>,
+    /// The account as of the last accepted event that changed it, saved
+    /// once by [`Self::finish`] rather than once per new session.
+    unsaved: Option<AccountRecord>,
 }
 
 impl<'a> Batch<'a> {
@@ -106,11 +110,21 @@ impl<'a> Batch<'a> {
             now,
             queue_seq,
             waiting,
+            unsaved: None,
         })
     }
 
-    /// Processes one event. The account is saved whenever an accepted
-    /// event changed it; a rejected event's changes are dropped.
+    /// Saves the account if accepted events changed it. Call once the
+    /// batch's events are processed, in the same transaction.
+    pub(crate) fn finish(self, txn: &mut impl StoreTxn) -> Result<(), StoreError> {
+        match self.unsaved {
+            Some(record) => txn.save_account(&record),
+            None => Ok(()),
+        }
+    }
+
+    /// Processes one event. Changes an accepted event made to the account
+    /// are kept for [`Self::finish`]; a rejected event's are dropped.
     pub(crate) fn process(
         &mut self,
         txn: &mut impl StoreTxn,
@@ -168,16 +182,25 @@ impl<'a> Batch<'a> {
             Ok(outcome) => {
                 txn.save_olm_session(&opened.session.to_record())?;
                 if opened.created {
-                    txn.save_account(&account.to_record())?;
+                    self.unsaved = Some(account.to_record());
                 }
                 Ok(Some(outcome))
             }
             Err(error) => {
                 if opened.created {
                     // OLM-07: the one-time key is not consumed by a rejected
-                    // message; go back to the stored account.
-                    if let Some(record) = txn.load_account()? {
-                        *account = OwnAccount::from_record(record);
+                    // message; go back to the last accepted account.
+                    match self.unsaved.take() {
+                        Some(record) => {
+                            *account = OwnAccount::from_record(record);
+                            // Still to be saved.
+                            self.unsaved = Some(account.to_record());
+                        }
+                        None => {
+                            if let Some(record) = txn.load_account()? {
+                                *account = OwnAccount::from_record(record);
+                            }
+                        }
                     }
                 }
                 Ok(rejected(error))
@@ -192,6 +215,9 @@ impl<'a> Batch<'a> {
         txn: &mut impl StoreTxn,
         opened: &Opened,
     ) -> Result<Result<ToDeviceOutcome, ToDeviceError>, StoreError> {
+        if !opened.utf8 {
+            return Ok(Err(ToDeviceError::BadPlaintext("not UTF-8".into())));
+        }
         let checked = match decrypt::check_plaintext(&opened.origin(), &opened.plaintext, &self.me)
         {
             Ok(c) => c,

@@ -127,6 +127,9 @@ pub(crate) struct Opened {
     pub(crate) sender: OwnedUserId,
     pub(crate) sender_key: String,
     pub(crate) plaintext: String,
+    /// Whether the plaintext was UTF-8 (if not, `plaintext` is empty and
+    /// the checks reject it, where a new session can still be undone).
+    pub(crate) utf8: bool,
     /// The session to persist (new or advanced).
     pub(crate) session: LiveSession,
     /// Whether a new inbound session was made (the account changed).
@@ -231,12 +234,17 @@ fn finish(
     session: LiveSession,
     created: bool,
 ) -> Result<Opened, ToDeviceError> {
-    let plaintext = String::from_utf8(plaintext)
-        .map_err(|_| ToDeviceError::BadPlaintext("not UTF-8".into()))?;
+    // Never an error here: a pre-key message has already made its session
+    // (and used its one-time key), which only the caller can undo (OLM-07).
+    let (plaintext, utf8) = match String::from_utf8(plaintext) {
+        Ok(text) => (text, true),
+        Err(_) => (String::new(), false),
+    };
     Ok(Opened {
         sender,
         sender_key,
         plaintext,
+        utf8,
         session,
         created,
     })

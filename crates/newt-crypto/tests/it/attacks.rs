@@ -94,6 +94,117 @@ fn rejected_message_does_not_consume_the_one_time_key() {
     );
 }
 
+/// OLM-07: a one-time key is used once. After a pre-key message on it was
+/// accepted (and committed), a second new session on the same key is
+/// refused: the account was saved without it.
+#[test]
+fn accepted_prekey_message_uses_up_its_key() {
+    let (mut router, mut bob, eve) = setup();
+    let body = json!({"one_time_keys": {bob.user.as_str(): {"B1": "signed_curve25519"}}});
+    let claimed = router.claim(&body);
+    let keys = claimed["one_time_keys"][bob.user.as_str()]["B1"]
+        .as_object()
+        .unwrap();
+    let otk = keys.values().next().unwrap()["key"].as_str().unwrap();
+    let otk = newt_crypto::vodozemac::Curve25519PublicKey::from_base64(otk).unwrap();
+    let theirs =
+        newt_crypto::vodozemac::Curve25519PublicKey::from_base64(bob.machine.curve25519_key())
+            .unwrap();
+    let config = newt_crypto::vodozemac::olm::SessionConfig::version_1();
+    for n in 0..2 {
+        let mut session = eve
+            .account
+            .create_outbound_session(config, theirs, otk)
+            .unwrap();
+        let plain = eve.plaintext(&bob, "m.test", json!({ "n": n }));
+        router.inject(
+            &bob.user,
+            "B1",
+            eve.event(&mut session, &bob, eve.user.as_str(), &plain),
+        );
+        let outcome = router.sync(&mut bob).to_device;
+        if n == 0 {
+            assert_eq!(decrypted(&outcome).len(), 1, "{outcome:?}");
+        } else {
+            assert!(
+                matches!(rejected(&outcome)[..], [ToDeviceError::SessionCreation(_)]),
+                "{outcome:?}"
+            );
+        }
+    }
+}
+
+/// OLM-07 within one sync: a pre-key message whose plaintext is not even
+/// UTF-8 is rejected, and an accepted pre-key message after it in the
+/// same sync must not save the account with the first one's one-time key
+/// gone: a correct message on that key still opens a session later.
+#[test]
+fn garbled_prekey_message_does_not_consume_its_key_in_a_busy_sync() {
+    garbled_in_a_busy_sync(true);
+    garbled_in_a_busy_sync(false);
+}
+
+/// The garbled message first or after the accepted one.
+fn garbled_in_a_busy_sync(garbled_first: bool) {
+    let (mut router, mut bob, eve) = setup();
+    let body = json!({"one_time_keys": {bob.user.as_str(): {"B1": "signed_curve25519"}}});
+    let claimed = router.claim(&body);
+    let keys = claimed["one_time_keys"][bob.user.as_str()]["B1"]
+        .as_object()
+        .unwrap();
+    let otk = keys.values().next().unwrap()["key"].as_str().unwrap();
+    let otk = newt_crypto::vodozemac::Curve25519PublicKey::from_base64(otk).unwrap();
+    let theirs =
+        newt_crypto::vodozemac::Curve25519PublicKey::from_base64(bob.machine.curve25519_key())
+            .unwrap();
+    let config = newt_crypto::vodozemac::olm::SessionConfig::version_1();
+    let mut garbled = eve
+        .account
+        .create_outbound_session(config, theirs, otk)
+        .unwrap();
+    let newt_crypto::vodozemac::olm::OlmMessage::PreKey(message) =
+        garbled.encrypt([0xff_u8, 0xfe, 0x00]).unwrap()
+    else {
+        panic!("a first message is a pre-key message");
+    };
+    let event = json!({
+        "sender": eve.user.as_str(),
+        "type": "m.room.encrypted",
+        "content": {
+            "algorithm": "m.olm.v1.curve25519-aes-sha2",
+            "sender_key": eve.curve25519(),
+            "ciphertext": {bob.machine.curve25519_key(): {"type": 0, "body": message.to_base64()}},
+        }
+    });
+    let mut other = eve.session_to(&mut router, &bob);
+    let plain = eve.plaintext(&bob, "m.test", json!({"n": 1}));
+    let accepted = eve.event(&mut other, &bob, eve.user.as_str(), &plain);
+    let order = if garbled_first {
+        [event, accepted]
+    } else {
+        [accepted, event]
+    };
+    for event in order {
+        router.inject(&bob.user, "B1", event);
+    }
+    let outcome = router.sync(&mut bob).to_device;
+    assert_eq!(rejected(&outcome).len(), 1, "{outcome:?}");
+    assert_eq!(decrypted(&outcome).len(), 1, "{outcome:?}");
+    let mut good = eve
+        .account
+        .create_outbound_session(config, theirs, otk)
+        .unwrap();
+    let plain = eve.plaintext(&bob, "m.test", json!({"n": 2}));
+    router.inject(
+        &bob.user,
+        "B1",
+        eve.event(&mut good, &bob, eve.user.as_str(), &plain),
+    );
+    let outcome = router.sync(&mut bob).to_device;
+    assert_eq!(decrypted(&outcome).len(), 1, "{outcome:?}");
+    assert_eq!(decrypted(&outcome)[0].content, json!({"n": 2}));
+}
+
 /// The honest baseline: eve's correct message is accepted as hers.
 #[test]
 fn correct_payload_is_accepted() {
