@@ -96,13 +96,10 @@ impl SqliteTxn<'_> {
             )
             .map_err(backend)?;
         }
-        if !sessions.is_empty() {
-            let revision = self.bump_revision(crate::revision::OLM)?;
-            let mut keys: Vec<&str> = sessions.iter().map(|s| s.sender_key.as_str()).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            self.log_olm_change(revision, &keys)?;
-        }
+        // The revision moves when next read or at commit.
+        self.unbumped
+            .olm
+            .extend(sessions.iter().map(|s| s.sender_key.clone()));
         Ok(())
     }
 }

@@ -19,7 +19,43 @@ const OLM_CHANGE_ROWS: i64 = 4096;
 /// Covers device records.
 pub(crate) const DEVICES: &str = "newt.device_revision";
 
+/// What a transaction saved since it last bumped each revision.
+#[derive(Default)]
+pub(crate) struct Unbumped {
+    /// Sender keys of Olm sessions saved.
+    pub(crate) olm: Vec<String>,
+    pub(crate) inbound: bool,
+    pub(crate) devices: bool,
+}
+
 impl SqliteTxn<'_> {
+    /// Bumps the Olm revision and logs the keys saved since, if any.
+    pub(crate) fn bump_olm(&mut self) -> Result<(), StoreError> {
+        if self.unbumped.olm.is_empty() {
+            return Ok(());
+        }
+        let mut keys = std::mem::take(&mut self.unbumped.olm);
+        keys.sort_unstable();
+        keys.dedup();
+        let revision = self.bump_revision(OLM)?;
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.log_olm_change(revision, &keys)
+    }
+
+    pub(crate) fn bump_inbound(&mut self) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.unbumped.inbound) {
+            self.bump_revision(INBOUND)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn bump_devices(&mut self) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.unbumped.devices) {
+            self.bump_revision(DEVICES)?;
+        }
+        Ok(())
+    }
+
     /// Sets the revision to a fresh random value, and returns it.
     pub(crate) fn bump_revision(&mut self, name: &str) -> Result<u64, StoreError> {
         let value = rand::random::<u64>();

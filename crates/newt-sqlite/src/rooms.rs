@@ -163,7 +163,9 @@ impl SqliteTxn<'_> {
                 params![session.room_id, session.session_id, sealed, data],
             )
             .map_err(backend)?;
-        self.bump_revision(crate::revision::INBOUND).map(|_| ())
+        // The revision moves when next read or at commit.
+        self.unbumped.inbound = true;
+        Ok(())
     }
 
     pub(crate) fn index_load(

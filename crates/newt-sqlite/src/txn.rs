@@ -37,9 +37,10 @@ pub struct SqliteTxn<'a> {
     tx: Transaction<'a>,
     key: &'a StoreKey,
     after_commit: Vec<AfterCommit>,
-    /// A device was saved or deleted since the device revision was last
-    /// bumped: bumped when next read or at commit, not once per device.
-    devices_changed: bool,
+    /// Saves not yet reflected in the revisions: each revision is bumped
+    /// when next read or at commit, not once per save (a sync may save a
+    /// thousand sessions or devices).
+    pub(crate) unbumped: crate::revision::Unbumped,
 }
 
 impl std::fmt::Debug for SqliteTxn<'_> {
@@ -54,7 +55,7 @@ impl<'a> SqliteTxn<'a> {
             tx,
             key,
             after_commit: Vec::new(),
-            devices_changed: false,
+            unbumped: Default::default(),
         }
     }
 
@@ -272,7 +273,7 @@ impl StoreTxn for SqliteTxn<'_> {
             params![device.user_id.as_str(), device.device_id.as_str(), data],
         )
         .map_err(backend)?;
-        self.devices_changed = true;
+        self.unbumped.devices = true;
         Ok(())
     }
 
@@ -283,7 +284,7 @@ impl StoreTxn for SqliteTxn<'_> {
             params![user.as_str(), device.as_str()],
         )
         .map_err(backend)?;
-        self.devices_changed = true;
+        self.unbumped.devices = true;
         Ok(())
     }
 
@@ -521,21 +522,22 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn olm_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        self.bump_olm()?;
         self.revision(crate::revision::OLM).map(Some)
     }
 
     fn inbound_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        self.bump_inbound()?;
         self.revision(crate::revision::INBOUND).map(Some)
     }
 
     fn olm_changes_since(&mut self, since: u64) -> Result<Option<Vec<String>>, StoreError> {
+        self.bump_olm()?;
         self.olm_changes(since)
     }
 
     fn device_revision(&mut self) -> Result<Option<u64>, StoreError> {
-        if std::mem::take(&mut self.devices_changed) {
-            self.bump_revision(crate::revision::DEVICES)?;
-        }
+        self.bump_devices()?;
         self.revision(crate::revision::DEVICES).map(Some)
     }
 
@@ -544,9 +546,9 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn commit(mut self) -> Result<(), StoreError> {
-        if std::mem::take(&mut self.devices_changed) {
-            self.bump_revision(crate::revision::DEVICES)?;
-        }
+        self.bump_olm()?;
+        self.bump_inbound()?;
+        self.bump_devices()?;
         self.tx.commit().map_err(backend)?;
         for f in self.after_commit {
             f();

@@ -274,11 +274,26 @@ pub fn olm_changes_follow_saves<S: Store>(store: &mut S) -> bool {
         .unwrap();
     let after_ab = txn.olm_revision().unwrap().unwrap();
     txn.commit().unwrap();
+    // Saved and not read again: the commit must still change and list it.
     let mut txn = store.transaction().unwrap();
+    txn.save_olm_session(&olm_record("d")).unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    assert_ne!(txn.olm_revision().unwrap(), Some(after_ab));
+    assert_eq!(
+        txn.olm_changes_since(after_ab).unwrap(),
+        Some(vec!["d".to_owned()])
+    );
+    let after_ab = txn.olm_revision().unwrap().unwrap();
     txn.save_olm_session(&olm_record("c")).unwrap();
     assert_eq!(
         sorted(txn.olm_changes_since(start).unwrap()),
-        Some(vec!["a".to_owned(), "b".to_owned(), "c".to_owned()])
+        Some(vec![
+            "a".to_owned(),
+            "b".to_owned(),
+            "c".to_owned(),
+            "d".to_owned()
+        ])
     );
     assert_eq!(
         txn.olm_changes_since(after_ab).unwrap(),
@@ -493,7 +508,19 @@ pub fn inbound_revision_follows_saves<S: Store>(store: &mut S) {
     let third = txn.inbound_revision().unwrap().unwrap();
     assert_ne!(second, third, "every save must change the revision");
     txn.commit().unwrap();
+    // Saved and not read again: the commit must still change it.
     let mut txn = store.transaction().unwrap();
+    txn.save_inbound(&record("c")).unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    let third = {
+        let now = txn.inbound_revision().unwrap().unwrap();
+        assert!(
+            ![first, second, third].contains(&now),
+            "a committed save kept a revision"
+        );
+        now
+    };
     txn.save_inbound(&record("b")).unwrap();
     drop(txn);
     let mut txn = store.transaction().unwrap();
