@@ -5,6 +5,7 @@
 use crate::raw_peer::RawPeer;
 use crate::router::{Peer, Router, decrypted, rejected};
 use newt_crypto::store::{Store, StoreTxn};
+use newt_crypto::vodozemac::Curve25519PublicKey;
 use newt_crypto::{ClaimFailure, DeviceKeysError, DeviceRejection, SenderTrust, ToDeviceError};
 use serde_json::{Value, json};
 
@@ -45,21 +46,28 @@ fn forged(
     errors[0].clone()
 }
 
-/// OLM-07: the one-time key a rejected pre-key message used is still
-/// there: a correct message on a session from the same key decrypts.
-#[test]
-fn rejected_message_does_not_consume_the_one_time_key() {
-    let (mut router, mut bob, eve) = setup();
+/// Claims one of bob's one-time keys; returns it and bob's identity key.
+fn claim_one_time_key(
+    router: &mut Router,
+    bob: &Peer,
+) -> (Curve25519PublicKey, Curve25519PublicKey) {
     let body = json!({"one_time_keys": {bob.user.as_str(): {"B1": "signed_curve25519"}}});
     let claimed = router.claim(&body);
     let keys = claimed["one_time_keys"][bob.user.as_str()]["B1"]
         .as_object()
         .unwrap();
     let otk = keys.values().next().unwrap()["key"].as_str().unwrap();
-    let otk = newt_crypto::vodozemac::Curve25519PublicKey::from_base64(otk).unwrap();
-    let theirs =
-        newt_crypto::vodozemac::Curve25519PublicKey::from_base64(bob.machine.curve25519_key())
-            .unwrap();
+    let otk = Curve25519PublicKey::from_base64(otk).unwrap();
+    let theirs = Curve25519PublicKey::from_base64(bob.machine.curve25519_key()).unwrap();
+    (otk, theirs)
+}
+
+/// OLM-07: the one-time key a rejected pre-key message used is still
+/// there: a correct message on a session from the same key decrypts.
+#[test]
+fn rejected_message_does_not_consume_the_one_time_key() {
+    let (mut router, mut bob, eve) = setup();
+    let (otk, theirs) = claim_one_time_key(&mut router, &bob);
     let config = newt_crypto::vodozemac::olm::SessionConfig::version_1();
     let mut bad = eve
         .account
@@ -100,16 +108,7 @@ fn rejected_message_does_not_consume_the_one_time_key() {
 #[test]
 fn accepted_prekey_message_uses_up_its_key() {
     let (mut router, mut bob, eve) = setup();
-    let body = json!({"one_time_keys": {bob.user.as_str(): {"B1": "signed_curve25519"}}});
-    let claimed = router.claim(&body);
-    let keys = claimed["one_time_keys"][bob.user.as_str()]["B1"]
-        .as_object()
-        .unwrap();
-    let otk = keys.values().next().unwrap()["key"].as_str().unwrap();
-    let otk = newt_crypto::vodozemac::Curve25519PublicKey::from_base64(otk).unwrap();
-    let theirs =
-        newt_crypto::vodozemac::Curve25519PublicKey::from_base64(bob.machine.curve25519_key())
-            .unwrap();
+    let (otk, theirs) = claim_one_time_key(&mut router, &bob);
     let config = newt_crypto::vodozemac::olm::SessionConfig::version_1();
     for n in 0..2 {
         let mut session = eve
@@ -147,16 +146,7 @@ fn garbled_prekey_message_does_not_consume_its_key_in_a_busy_sync() {
 /// The garbled message first or after the accepted one.
 fn garbled_in_a_busy_sync(garbled_first: bool) {
     let (mut router, mut bob, eve) = setup();
-    let body = json!({"one_time_keys": {bob.user.as_str(): {"B1": "signed_curve25519"}}});
-    let claimed = router.claim(&body);
-    let keys = claimed["one_time_keys"][bob.user.as_str()]["B1"]
-        .as_object()
-        .unwrap();
-    let otk = keys.values().next().unwrap()["key"].as_str().unwrap();
-    let otk = newt_crypto::vodozemac::Curve25519PublicKey::from_base64(otk).unwrap();
-    let theirs =
-        newt_crypto::vodozemac::Curve25519PublicKey::from_base64(bob.machine.curve25519_key())
-            .unwrap();
+    let (otk, theirs) = claim_one_time_key(&mut router, &bob);
     let config = newt_crypto::vodozemac::olm::SessionConfig::version_1();
     let mut garbled = eve
         .account
