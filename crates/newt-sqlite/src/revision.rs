@@ -11,8 +11,6 @@ use rusqlite::OptionalExtension;
 pub(crate) const OLM: &str = "newt.olm_revision";
 /// Covers inbound Megolm sessions.
 pub(crate) const INBOUND: &str = "newt.inbound_revision";
-/// Saves of more peers than this log one "everything" row.
-const OLM_CHANGE_KEYS: usize = 32;
 /// Log rows kept, about (older revisions then count as unknown).
 const OLM_CHANGE_ROWS: i64 = 4096;
 
@@ -77,11 +75,12 @@ impl SqliteTxn<'_> {
         sender_keys: &[&str],
     ) -> Result<(), StoreError> {
         let revision = revision.to_string();
-        let listed: Vec<Option<&str>> = if sender_keys.len() > OLM_CHANGE_KEYS {
-            vec![None]
-        } else {
-            sender_keys.iter().map(|k| Some(*k)).collect()
-        };
+        let listed: Vec<Option<&str>> =
+            if sender_keys.len() > newt_crypto::store::OLM_CHANGES_LISTED_MAX {
+                vec![None]
+            } else {
+                sender_keys.iter().map(|k| Some(*k)).collect()
+            };
         for key in listed {
             exec_cached(
                 self.tx(),

@@ -307,7 +307,9 @@ pub fn olm_changes_follow_saves<S: Store>(store: &mut S) -> bool {
         Some(Vec::new()),
         "a rolled-back save is still listed"
     );
-    let many: Vec<OlmSessionRecord> = (0..100).map(|i| olm_record(&format!("k{i}"))).collect();
+    let many: Vec<OlmSessionRecord> = (0..=super::OLM_CHANGES_LISTED_MAX)
+        .map(|i| olm_record(&format!("k{i}")))
+        .collect();
     txn.save_olm_sessions(&many).unwrap();
     assert_eq!(txn.olm_changes_since(after_ab).unwrap(), None);
     true

@@ -115,8 +115,6 @@ macro_rules! write {
     }};
 }
 
-/// Saves of more peers than this log an "everything" entry.
-const OLM_CHANGE_KEYS: usize = 32;
 /// Log entries kept, about.
 const OLM_CHANGE_ROWS: usize = 4096;
 
@@ -270,7 +268,7 @@ impl StoreTxn for MemoryTxn<'_> {
         let mut keys: Vec<String> = sessions.iter().map(|s| s.sender_key.clone()).collect();
         keys.sort_unstable();
         keys.dedup();
-        let listed = (keys.len() <= OLM_CHANGE_KEYS).then_some(keys);
+        let listed = (keys.len() <= super::OLM_CHANGES_LISTED_MAX).then_some(keys);
         let log = &mut self.state.olm_changes;
         if log.len() >= OLM_CHANGE_ROWS {
             // Rare: the undo keeps the whole log.

@@ -60,6 +60,11 @@ pub trait Store {
 /// tracked users, devices, Olm sessions, pending requests, queued
 /// to-device events, and small named values for driver bookkeeping such
 /// as the sync token.
+/// A store lists at most this many sender keys per Olm save in
+/// [`StoreTxn::olm_changes_since`]; a save of more counts as "everything
+/// changed" (large saves are one's own sends, which the cache knows).
+pub const OLM_CHANGES_LISTED_MAX: usize = 32;
+
 pub trait StoreTxn {
     /// The account, if one was created.
     fn load_account(&mut self) -> Result<Option<AccountRecord>, StoreError>;
