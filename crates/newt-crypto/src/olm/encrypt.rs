@@ -246,56 +246,77 @@ fn queue_raw(
     Ok(ids)
 }
 
+/// One user's part of a body: quoted IDs and contents, and its length.
+struct UserEntry {
+    user: String,
+    devices: Vec<(String, String)>,
+    size: usize,
+}
+
 /// Packs per-user messages into as few request bodies as the size bound
 /// allows, each with at least [`MIN_USERS_PER_REQUEST`] users when there
 /// are that many. Bodies are built as text: the contents are JSON already.
+/// One pass on one core: per-user pieces built apart and joined cost more
+/// in fresh pages than the copy they spread.
 fn pack(messages: Messages) -> Vec<String> {
-    // Each user's entry is built on any core; joining them is a copy.
-    let entries: Vec<String> = messages
+    // Quoted IDs first, so each user's size is known before it is written.
+    let users: Vec<UserEntry> = messages
         .into_iter()
-        .collect::<Vec<_>>()
-        .into_par_iter()
         .map(|(user, devices)| {
-            let size: usize = devices.iter().map(|(d, c)| d.len() + c.len() + 8).sum();
-            let mut entry = String::with_capacity(user.as_str().len() + size + 8);
-            entry.push_str(&quoted(user.as_str()));
-            entry.push_str(":{");
-            for (i, (device, content)) in devices.iter().enumerate() {
-                if i > 0 {
-                    entry.push(',');
-                }
-                entry.push_str(&quoted(device));
-                entry.push(':');
-                entry.push_str(content);
+            let devices: Vec<(String, String)> = devices
+                .into_iter()
+                .map(|(device, content)| (quoted(&device), content))
+                .collect();
+            let user = quoted(user.as_str());
+            // `"user":{` … `}` and, per device, `"device":content,`.
+            let size = user.len()
+                + 3
+                + devices
+                    .iter()
+                    .map(|(d, c)| d.len() + c.len() + 2)
+                    .sum::<usize>();
+            UserEntry {
+                user,
+                devices,
+                size,
             }
-            entry.push('}');
-            entry
         })
         .collect();
     let mut bodies = Vec::new();
     // Reserved up front: a growing megabyte string would be copied often.
-    let total: usize = entries.iter().map(|e| e.len() + 1).sum();
+    let total: usize = users.iter().map(|u| u.size + 1).sum();
     let capacity = total.min(MAX_REQUEST_BYTES) + 64;
     let mut current = String::with_capacity(capacity);
-    let mut users = 0;
+    let mut count = 0;
     let close = |body: &mut String| {
         body.push_str("}}");
         std::mem::replace(body, String::with_capacity(capacity))
     };
-    for entry in entries {
-        if users >= MIN_USERS_PER_REQUEST && current.len() + entry.len() > MAX_REQUEST_BYTES {
+    for UserEntry {
+        user,
+        devices,
+        size,
+    } in users
+    {
+        if count >= MIN_USERS_PER_REQUEST && current.len() + size > MAX_REQUEST_BYTES {
             bodies.push(close(&mut current));
-            users = 0;
+            count = 0;
         }
-        if users == 0 {
-            current.push_str("{\"messages\":{");
-        } else {
-            current.push(',');
+        current.push_str(if count == 0 { "{\"messages\":{" } else { "," });
+        current.push_str(&user);
+        current.push_str(":{");
+        for (i, (device, content)) in devices.iter().enumerate() {
+            if i > 0 {
+                current.push(',');
+            }
+            current.push_str(device);
+            current.push(':');
+            current.push_str(content);
         }
-        current.push_str(&entry);
-        users += 1;
+        current.push('}');
+        count += 1;
     }
-    if users > 0 {
+    if count > 0 {
         bodies.push(close(&mut current));
     }
     bodies
@@ -324,5 +345,27 @@ mod tests {
         let users = body["messages"].as_object().unwrap();
         assert_eq!(users.len(), 250);
         assert_eq!(users["@u7:example.org"]["D\"1"]["x"], 1);
+    }
+
+    #[test]
+    fn large_sends_split_by_size_with_at_least_100_users_each() {
+        let mut messages: Messages = BTreeMap::new();
+        let content = format!("{{\"x\":\"{}\"}}", "a".repeat(20_000));
+        for u in 0..500 {
+            let user: OwnedUserId = format!("@u{u}:example.org").try_into().unwrap();
+            messages.insert(user, vec![("D".into(), content.clone())]);
+        }
+        let bodies = pack(messages);
+        assert!(bodies.len() > 1, "10 MB does not fit one request");
+        let mut seen = 0;
+        for (i, body) in bodies.iter().enumerate() {
+            assert!(body.len() <= MAX_REQUEST_BYTES, "{}", body.len());
+            let parsed: Value = serde_json::from_str(body).unwrap();
+            let users = parsed["messages"].as_object().unwrap().len();
+            // The last request takes what is left.
+            assert!(users >= MIN_USERS_PER_REQUEST || i + 1 == bodies.len());
+            seen += users;
+        }
+        assert_eq!(seen, 500);
     }
 }

@@ -6,21 +6,36 @@
 use super::StoreError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use zeroize::Zeroizing;
+use std::cell::RefCell;
+use zeroize::{Zeroize, Zeroizing};
 
 const MSGPACK: u8 = 1;
 
-/// Encodes a pickle for storage. The bytes are secret: seal them.
-pub fn encode_pickle<T: Serialize>(pickle: &T) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-    // Room for a typical session pickle: no regrowth, which would cost
-    // time and leave unzeroed copies of the secret behind.
-    let mut out = Zeroizing::new(Vec::with_capacity(4096));
-    out.push(MSGPACK);
-    rmp_serde::encode::write(&mut *out, pickle).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(out)
+thread_local! {
+    /// Where pickles are encoded first: a buffer that grew while encoding
+    /// would leave unzeroed copies of the secret behind, and one sized for
+    /// the largest pickle is too big to keep per record.
+    static SCRATCH: RefCell<Zeroizing<Vec<u8>>> = RefCell::new(Zeroizing::new(Vec::with_capacity(4096)));
 }
 
-/// Decodes a stored pickle (postcard, or JSON from older versions).
+/// Encodes a pickle for storage. The bytes are secret: seal them.
+pub fn encode_pickle<T: Serialize>(pickle: &T) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch
+            .try_borrow_mut()
+            .map_err(|_| StoreError::Corrupt("pickle encoding re-entered".into()))?;
+        scratch.push(MSGPACK);
+        let written = rmp_serde::encode::write(&mut **scratch, pickle)
+            .map_err(|e| StoreError::Corrupt(e.to_string()));
+        // Exactly the encoded length: records keep no spare capacity.
+        let out = written.map(|()| Zeroizing::new(scratch.to_vec()));
+        scratch.as_mut_slice().zeroize();
+        scratch.clear();
+        out
+    })
+}
+
+/// Decodes a stored pickle (MessagePack, or JSON from older versions).
 pub fn decode_pickle<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.first() {
         Some(&MSGPACK) => {
@@ -28,5 +43,26 @@ pub fn decode_pickle<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
         }
         Some(b'{') => serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string())),
         _ => Err(StoreError::Corrupt("unknown pickle encoding".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vodozemac::olm::{Account, AccountPickle};
+
+    #[test]
+    fn each_encoding_holds_one_pickle_and_no_spare_room() {
+        let (first, second) = (Account::new(), Account::new());
+        let a = encode_pickle(&first.pickle()).unwrap();
+        let b = encode_pickle(&second.pickle()).unwrap();
+        assert_eq!(a.len(), a.capacity());
+        for (bytes, account) in [(a, first), (b, second)] {
+            let back: AccountPickle = decode_pickle(&bytes).unwrap();
+            assert_eq!(
+                Account::from_pickle(back).curve25519_key(),
+                account.curve25519_key()
+            );
+        }
     }
 }
