@@ -49,6 +49,7 @@ mod machine_rooms;
 mod machine_types;
 mod megolm;
 mod olm;
+mod request_bodies;
 mod requests;
 mod revision_cache;
 pub mod signing;

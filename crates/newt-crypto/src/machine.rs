@@ -42,6 +42,7 @@ pub struct OlmMachine {
     pub(crate) olm: crate::olm::cache::OlmCache,
     pub(crate) inbound: crate::megolm::cache::InboundCache,
     pub(crate) devices: crate::device_cache::DeviceCache,
+    pub(crate) bodies: crate::request_bodies::RequestBodies,
 }
 
 pub(crate) fn load(txn: &mut impl StoreTxn) -> Result<Option<OwnAccount>, StoreError> {
@@ -94,6 +95,7 @@ impl OlmMachine {
             olm: Default::default(),
             inbound: Default::default(),
             devices: Default::default(),
+            bodies: Default::default(),
         })
     }
 
@@ -152,6 +154,7 @@ impl OlmMachine {
             device_keys: &self.device_keys,
             cache: &self.olm,
             devices: &self.devices,
+            bodies: &self.bodies,
         }
     }
 
@@ -319,7 +322,7 @@ impl OlmMachine {
         let mut seq = self.next_request_seq(txn)?;
         Ok(claim::plan_claims(txn, needed, &mut seq)?
             .into_iter()
-            .map(OutgoingRequest::pending)
+            .map(|r| OutgoingRequest::pending(r, None))
             .collect())
     }
 

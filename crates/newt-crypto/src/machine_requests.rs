@@ -11,7 +11,8 @@ use crate::store::{PendingKind, StoreError, StoreTxn};
 use crate::time::Timestamp;
 use crate::{to_device, tracking};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 impl OlmMachine {
     /// What to send now, in order: the key upload, then every pending
@@ -44,11 +45,21 @@ impl OlmMachine {
         if let Some(upload) = txn.load_account_state()?.and_then(|s| s.pending_upload) {
             requests.push(OutgoingRequest::upload(&upload));
         }
-        requests.extend(
-            txn.load_pending_requests()?
-                .into_iter()
-                .map(OutgoingRequest::pending),
-        );
+        // Bodies this machine queued are not read back from the store.
+        let pending = txn.load_pending_requests_except(&|id| self.bodies.holds(id))?;
+        let ids: BTreeSet<&str> = pending.iter().map(|r| r.request_id.as_str()).collect();
+        self.bodies.retain(&ids);
+        for request in pending {
+            let held = match self.bodies.get(&request.request_id) {
+                Some(body) => Some(body),
+                // Left out, then dropped from a full cache: read it now.
+                None if request.body.is_empty() => txn
+                    .load_pending_request(&request.request_id)?
+                    .map(|r| Arc::new(r.body)),
+                None => None,
+            };
+            requests.push(OutgoingRequest::pending(request, held));
+        }
         Ok(requests)
     }
 
@@ -74,8 +85,9 @@ impl OlmMachine {
             txn.save_account(&account.to_record())?;
             return Ok(ResponseOutcome::default());
         }
+        // Only its kind is needed, not the body.
         let pending = txn
-            .load_pending_request(request_id)?
+            .load_pending_request_meta(request_id)?
             .ok_or_else(|| ResponseError::UnknownRequest(request_id.to_owned()))?;
         let response: Value =
             serde_json::from_str(body).map_err(|e| ResponseError::Malformed(e.to_string()))?;
@@ -85,6 +97,7 @@ impl OlmMachine {
             ));
         }
         txn.delete_pending_request(request_id)?;
+        self.bodies.remove(request_id);
         let mut outcome = ResponseOutcome::default();
         match &pending.kind {
             PendingKind::KeysQuery { users } => {
@@ -146,6 +159,7 @@ impl OlmMachine {
             return Ok(());
         };
         txn.delete_pending_request(request_id)?;
+        self.bodies.remove(request_id);
         match &pending.kind {
             PendingKind::KeysQuery { users } => tracking::query_failed(txn, users)?,
             PendingKind::ToDevice {

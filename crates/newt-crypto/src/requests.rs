@@ -2,6 +2,7 @@
 
 use crate::store::{PendingKind, PendingRequest, PendingUpload};
 use rand::RngCore;
+use std::sync::Arc;
 
 /// Makes a fresh, unguessable ID for requests and transactions.
 pub(crate) fn new_request_id() -> String {
@@ -45,7 +46,8 @@ pub struct OutgoingRequest {
     kind: RequestKind,
     method: HttpMethod,
     path: String,
-    body: String,
+    /// Shared with the machine's copy of queued bodies.
+    body: Arc<String>,
 }
 
 const V3: &str = "/_matrix/client/v3";
@@ -57,11 +59,13 @@ impl OutgoingRequest {
             kind: RequestKind::KeysUpload,
             method: HttpMethod::Post,
             path: format!("{V3}/keys/upload"),
-            body: upload.body.clone(),
+            body: Arc::new(upload.body.clone()),
         }
     }
 
-    pub(crate) fn pending(request: PendingRequest) -> Self {
+    /// `held`: the body, when the caller has it and `request`'s may be
+    /// empty.
+    pub(crate) fn pending(request: PendingRequest, held: Option<Arc<String>>) -> Self {
         let (kind, method, path) = match &request.kind {
             PendingKind::KeysQuery { .. } => (
                 RequestKind::KeysQuery,
@@ -90,7 +94,7 @@ impl OutgoingRequest {
             kind,
             method,
             path,
-            body: request.body,
+            body: held.unwrap_or_else(|| Arc::new(request.body)),
         }
     }
 

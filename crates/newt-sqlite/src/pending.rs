@@ -57,6 +57,40 @@ impl SqliteTxn<'_> {
         self.pending_rows("SELECT data, body FROM pending_requests ORDER BY seq", [])
     }
 
+    /// Every pending request; bodies `held` accepts are left empty (rows
+    /// from before schema 4 keep theirs, inside `data`).
+    pub(crate) fn all_pending_except(
+        &mut self,
+        held: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<PendingRequest>, StoreError> {
+        let mut all =
+            self.pending_rows("SELECT data, NULL FROM pending_requests ORDER BY seq", [])?;
+        for request in &mut all {
+            if request.body.is_empty() && !held(&request.request_id) {
+                request.body = self.pending_body(&request.request_id)?;
+            }
+        }
+        Ok(all)
+    }
+
+    /// The request `id` without reading its body column.
+    pub(crate) fn pending_meta(&mut self, id: &str) -> Result<Option<PendingRequest>, StoreError> {
+        Ok(self
+            .pending_rows(
+                "SELECT data, NULL FROM pending_requests WHERE request_id = ?1",
+                [id],
+            )?
+            .pop())
+    }
+
+    fn pending_body(&mut self, id: &str) -> Result<String, StoreError> {
+        self.tx()
+            .prepare_cached("SELECT body FROM pending_requests WHERE request_id = ?1")
+            .and_then(|mut s| s.query_row([id], |row| row.get::<_, Option<String>>(0)))
+            .map(|body| body.unwrap_or_default())
+            .map_err(backend)
+    }
+
     pub(crate) fn one_pending(&mut self, id: &str) -> Result<Option<PendingRequest>, StoreError> {
         Ok(self
             .pending_rows(

@@ -322,6 +322,20 @@ impl StoreTxn for SqliteTxn<'_> {
         self.one_pending(request_id)
     }
 
+    fn load_pending_requests_except(
+        &mut self,
+        held: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<PendingRequest>, StoreError> {
+        self.all_pending_except(held)
+    }
+
+    fn load_pending_request_meta(
+        &mut self,
+        request_id: &str,
+    ) -> Result<Option<PendingRequest>, StoreError> {
+        self.pending_meta(request_id)
+    }
+
     fn next_pending_seq(&mut self) -> Result<u64, StoreError> {
         self.next_seq()
     }

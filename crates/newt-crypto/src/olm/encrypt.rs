@@ -46,6 +46,8 @@ pub(crate) struct Sender<'a> {
     pub(crate) cache: &'a OlmCache,
     /// Device lists from earlier inputs.
     pub(crate) devices: &'a crate::device_cache::DeviceCache,
+    /// Where queued bodies are kept for handing out.
+    pub(crate) bodies: &'a crate::request_bodies::RequestBodies,
 }
 
 /// A JSON string literal.
@@ -176,7 +178,14 @@ pub(crate) fn encrypt_for_devices(
     }
     txn.save_olm_sessions(&advanced)?;
     sender.cache.keep(txn, &taken, live)?;
-    outcome.request_ids = queue_raw(txn, ENCRYPTED_EVENT_TYPE, messages, room_id, next_seq)?;
+    outcome.request_ids = queue_raw(
+        txn,
+        ENCRYPTED_EVENT_TYPE,
+        messages,
+        room_id,
+        next_seq,
+        Some(sender.bodies),
+    )?;
     Ok(outcome)
 }
 
@@ -216,7 +225,7 @@ pub(crate) fn queue_to_device(
             )
         })
         .collect();
-    queue_raw(txn, event_type, raw, room_id, next_seq)
+    queue_raw(txn, event_type, raw, room_id, next_seq, None)
 }
 
 fn queue_raw(
@@ -225,6 +234,7 @@ fn queue_raw(
     messages: Messages,
     room_id: Option<&str>,
     next_seq: &mut u64,
+    bodies: Option<&crate::request_bodies::RequestBodies>,
 ) -> Result<Vec<String>, StoreError> {
     let mut ids = Vec::new();
     for body in pack(messages) {
@@ -241,6 +251,9 @@ fn queue_raw(
         };
         *next_seq += 1;
         txn.save_pending_request(&request)?;
+        if let Some(bodies) = bodies {
+            bodies.insert(&request.request_id, std::sync::Arc::new(request.body));
+        }
         ids.push(request.request_id);
     }
     Ok(ids)

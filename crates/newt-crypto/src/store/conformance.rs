@@ -436,6 +436,18 @@ pub fn pending_requests_keep_order<S: Store>(store: &mut S) {
     let c = txn.load_pending_request("c").unwrap().unwrap();
     assert_eq!((c.body.as_str(), c.seq), ("{\"n\":2}", 2));
     assert!(txn.load_pending_request("zz").unwrap().is_none());
+    // Bodies the caller holds may be skipped; the others come whole.
+    let partial = txn.load_pending_requests_except(&|id| id == "b").unwrap();
+    let seen: Vec<_> = partial
+        .iter()
+        .map(|r| (r.request_id.as_str(), r.seq))
+        .collect();
+    assert_eq!(seen, [("a", 0), ("b", 1), ("c", 2)]);
+    assert_eq!(partial[0].body, "{\"n\":0}");
+    assert!(partial[1].body.is_empty() || partial[1].body == "{\"n\":1}");
+    let meta = txn.load_pending_request_meta("c").unwrap().unwrap();
+    assert_eq!((meta.seq, &meta.kind), (2, &c.kind));
+    assert!(txn.load_pending_request_meta("zz").unwrap().is_none());
     assert_eq!(txn.next_pending_seq().unwrap(), 3);
     txn.delete_pending_request("b").unwrap();
     txn.commit().unwrap();

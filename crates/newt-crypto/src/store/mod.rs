@@ -171,6 +171,25 @@ pub trait StoreTxn {
             .into_iter()
             .find(|r| r.request_id == request_id))
     }
+    /// Pending requests in creation order, like
+    /// [`StoreTxn::load_pending_requests`], except that a request whose ID
+    /// `held` accepts may come with an empty body: the caller holds it
+    /// (bodies never change). Stores override this to skip reading them.
+    fn load_pending_requests_except(
+        &mut self,
+        held: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<PendingRequest>, StoreError> {
+        let _ = held;
+        self.load_pending_requests()
+    }
+    /// The pending request `request_id`, whose body may be left empty.
+    /// Stores override this to skip reading a body nobody needs.
+    fn load_pending_request_meta(
+        &mut self,
+        request_id: &str,
+    ) -> Result<Option<PendingRequest>, StoreError> {
+        self.load_pending_request(request_id)
+    }
     /// One more than the highest `seq` of a pending request, 0 if none.
     /// Stores override this to avoid loading every body.
     fn next_pending_seq(&mut self) -> Result<u64, StoreError> {

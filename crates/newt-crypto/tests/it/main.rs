@@ -10,6 +10,7 @@ mod megolm_cache;
 mod olm;
 mod olm_cache;
 mod raw_peer;
+mod request_bodies;
 mod rooms;
 mod rooms_router;
 mod roundtrip;
