@@ -19,6 +19,27 @@ pub const SIGNED_CURVE25519: &str = "signed_curve25519";
 /// One-time keys kept on the server: half of what vodozemac holds.
 const OTK_TARGET: u64 = 25;
 
+/// An account kept only for its identity keys, which never change: its
+/// one-time keys go stale, so it is never saved or used to decrypt.
+pub(crate) struct IdentityOnly(Box<Account>);
+
+impl IdentityOnly {
+    pub(crate) fn new(account: Account) -> Self {
+        Self(Box::new(account))
+    }
+
+    /// For making outbound sessions (they use the identity keys only).
+    pub(crate) fn get(&self) -> &Account {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for IdentityOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityOnly").finish_non_exhaustive()
+    }
+}
+
 /// A loaded account with its bookkeeping. Lives for one input.
 pub(crate) struct OwnAccount {
     pub(crate) inner: Account,

@@ -43,6 +43,11 @@ pub struct OlmMachine {
     pub(crate) inbound: crate::megolm::cache::InboundCache,
     pub(crate) devices: crate::device_cache::DeviceCache,
     pub(crate) bodies: crate::request_bodies::RequestBodies,
+    /// The account as opened, only for making outbound sessions, which
+    /// use nothing but its identity keys (they never change): unpickling
+    /// the stored account computes every one-time key, per claim response.
+    /// Its one-time keys are stale; it is never saved.
+    pub(crate) outbound_account: crate::account::IdentityOnly,
 }
 
 pub(crate) fn load(txn: &mut impl StoreTxn) -> Result<Option<OwnAccount>, StoreError> {
@@ -96,6 +101,7 @@ impl OlmMachine {
             inbound: Default::default(),
             devices: Default::default(),
             bodies: Default::default(),
+            outbound_account: crate::account::IdentityOnly::new(account.inner),
         })
     }
 

@@ -116,10 +116,9 @@ impl OlmMachine {
                 outcome.query = Some(query);
             }
             PendingKind::KeysClaim { devices } => {
-                let account = load(txn)?.ok_or(ResponseError::NoAccount)?;
                 let claimed = claim::receive_claim(
                     txn,
-                    &account.inner,
+                    self.outbound_account.get(),
                     devices,
                     &response,
                     &claim::Caches {

@@ -147,7 +147,7 @@ fn establish(
     keys: &VerifiedDeviceKeys,
     ed25519: Option<vodozemac::Ed25519PublicKey>,
     key: Option<&Value>,
-) -> Result<vodozemac::olm::Session, ClaimFailure> {
+) -> Result<Box<vodozemac::olm::Session>, ClaimFailure> {
     let key = key.ok_or(ClaimFailure::NoKey)?;
     let ed25519 = ed25519.ok_or(ClaimFailure::BadSignature)?;
     verify_json(
@@ -164,6 +164,8 @@ fn establish(
         .ok_or(ClaimFailure::MalformedKey)?;
     account
         .create_outbound_session(SessionConfig::version_1(), keys.curve25519(), otk)
+        // Boxed at once: a session is about 9 KiB, copied on every move.
+        .map(Box::new)
         .map_err(|e| ClaimFailure::SessionCreation(e.to_string()))
 }
 

@@ -219,7 +219,7 @@ pub(crate) fn open(
     // session and the account (one-time key removed) together, or neither.
     match account.create_inbound_session(SessionConfig::version_1(), sender_curve, pre) {
         Ok(created) => {
-            let mut live = LiveSession::new(created.session, sender_key.clone(), now.0);
+            let mut live = LiveSession::new(Box::new(created.session), sender_key.clone(), now.0);
             live.last_received_at_ms = Some(now.0);
             Ok(finish(sender, sender_key, created.plaintext, live, true))
         }

@@ -14,9 +14,9 @@ pub(crate) struct LiveSession {
 }
 
 impl LiveSession {
-    pub(crate) fn new(session: Session, sender_key: String, now_ms: u64) -> Self {
+    pub(crate) fn new(session: Box<Session>, sender_key: String, now_ms: u64) -> Self {
         Self {
-            session: Box::new(session),
+            session,
             sender_key,
             created_at_ms: now_ms,
             last_received_at_ms: None,
@@ -114,7 +114,7 @@ mod tests {
                 .create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk)
                 .unwrap();
             ids.push(session.session_id());
-            let mut live = LiveSession::new(session, key.clone(), created);
+            let mut live = LiveSession::new(Box::new(session), key.clone(), created);
             live.last_received_at_ms = received;
             txn.save_olm_session(&live.to_record()).unwrap();
         }
