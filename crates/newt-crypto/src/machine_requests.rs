@@ -12,7 +12,6 @@ use crate::time::Timestamp;
 use crate::{to_device, tracking};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 impl OlmMachine {
     /// What to send now, in order: the key upload, then every pending
@@ -55,7 +54,7 @@ impl OlmMachine {
                 // Left out, then dropped from a full cache: read it now.
                 None if request.body.is_empty() => txn
                     .load_pending_request(&request.request_id)?
-                    .map(|r| Arc::new(r.body)),
+                    .map(|r| r.body),
                 None => None,
             };
             requests.push(OutgoingRequest::pending(request, held));

@@ -94,7 +94,7 @@ impl OutgoingRequest {
             kind,
             method,
             path,
-            body: held.unwrap_or_else(|| Arc::new(request.body)),
+            body: held.unwrap_or(request.body),
         }
     }
 

@@ -129,7 +129,9 @@ pub(crate) fn plan_queries(
         let request = PendingRequest {
             request_id,
             kind: PendingKind::KeysQuery { users },
-            body: json!({"device_keys": body, "timeout": 10_000}).to_string(),
+            body: json!({"device_keys": body, "timeout": 10_000})
+                .to_string()
+                .into(),
             seq: *next_seq,
         };
         *next_seq += 1;

@@ -29,7 +29,7 @@ fn decode(data: &str, body: Option<String>) -> Result<PendingRequest, StoreError
     Ok(PendingRequest {
         request_id: stored.request_id,
         kind: stored.kind,
-        body: body.unwrap_or(stored.body),
+        body: body.unwrap_or(stored.body).into(),
         seq: stored.seq,
     })
 }
@@ -67,7 +67,7 @@ impl SqliteTxn<'_> {
             self.pending_rows("SELECT data, NULL FROM pending_requests ORDER BY seq", [])?;
         for request in &mut all {
             if request.body.is_empty() && !held(&request.request_id) {
-                request.body = self.pending_body(&request.request_id)?;
+                request.body = self.pending_body(&request.request_id)?.into();
             }
         }
         Ok(all)
@@ -121,7 +121,12 @@ impl SqliteTxn<'_> {
             "INSERT INTO pending_requests (request_id, seq, data, body) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(request_id) DO UPDATE
                  SET seq = excluded.seq, data = excluded.data, body = excluded.body",
-            params![request.request_id, request.seq as i64, data, request.body],
+            params![
+                request.request_id,
+                request.seq as i64,
+                data,
+                request.body.as_str()
+            ],
         )
         .map_err(backend)?;
         Ok(())

@@ -118,7 +118,9 @@ pub(crate) fn plan_claims(
         let request = PendingRequest {
             request_id: new_request_id(),
             kind: PendingKind::KeysClaim { devices: listed },
-            body: json!({"one_time_keys": body, "timeout": 10_000}).to_string(),
+            body: json!({"one_time_keys": body, "timeout": 10_000})
+                .to_string()
+                .into(),
             seq: *next_seq,
         };
         *next_seq += 1;

@@ -246,13 +246,13 @@ fn queue_raw(
                 txn_id,
                 room_id: room_id.map(str::to_owned),
             },
-            body,
+            body: body.into(),
             seq: *next_seq,
         };
         *next_seq += 1;
         txn.save_pending_request(&request)?;
         if let Some(bodies) = bodies {
-            bodies.insert(&request.request_id, std::sync::Arc::new(request.body));
+            bodies.insert(&request.request_id, request.body.clone());
         }
         ids.push(request.request_id);
     }

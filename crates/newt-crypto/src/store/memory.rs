@@ -121,7 +121,7 @@ fn without_body(request: &PendingRequest, skip: bool) -> PendingRequest {
         request_id: request.request_id.clone(),
         kind: request.kind.clone(),
         body: if skip {
-            String::new()
+            Default::default()
         } else {
             request.body.clone()
         },

@@ -210,8 +210,9 @@ pub struct PendingRequest {
     pub request_id: String,
     /// What it is for.
     pub kind: PendingKind,
-    /// The exact JSON body.
-    pub body: String,
+    /// The exact JSON body. Shared: a `/sendToDevice` body can be
+    /// megabytes, and the machine keeps it to hand out.
+    pub body: std::sync::Arc<String>,
     /// Order of creation; requests go out in this order.
     pub seq: u64,
 }

@@ -47,7 +47,11 @@ fn to_device(
             .load_pending_request(request.request_id())
             .unwrap()
             .unwrap();
-        assert_eq!(request.body(), stored.body, "handed out what is stored");
+        assert_eq!(
+            request.body(),
+            stored.body.as_str(),
+            "handed out what is stored"
+        );
     }
     requests
 }

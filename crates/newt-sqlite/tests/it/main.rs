@@ -245,7 +245,7 @@ fn requests_stored_before_schema_4_keep_their_body() {
         kind: newt_crypto::store::PendingKind::KeysQuery {
             users: Default::default(),
         },
-        body: r#"{"device_keys":{"@x:example.org":[]},"note":"\"quoted\""}"#.into(),
+        body: String::from(r#"{"device_keys":{"@x:example.org":[]},"note":"\"quoted\""}"#).into(),
         seq: 7,
     };
     let conn = rusqlite::Connection::open(&path).unwrap();
