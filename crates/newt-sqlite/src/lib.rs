@@ -9,6 +9,7 @@
 //! one it was made with. A wrong key or a damaged file is a typed
 //! [`OpenError`] and the file is left as it was.
 
+mod checkpoint;
 mod key;
 mod migrations;
 mod olm_sessions;
@@ -65,6 +66,9 @@ pub enum OpenError {
 
 /// A newt store in one SQLite file.
 pub struct SqliteStore {
+    /// Dropped before `conn` (fields drop in order): its thread ends
+    /// first, so closing `conn` finds no other connection and cleans up.
+    checkpointer: Option<checkpoint::Checkpointer>,
     conn: Connection,
     key: StoreKey,
     path: PathBuf,
@@ -134,7 +138,13 @@ impl SqliteStore {
             Ok(())
         })
         .map_err(sqlite)?;
+        let checkpointer = checkpoint::Checkpointer::start(path);
+        if checkpointer.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", checkpoint::FOREGROUND_PAGES)
+                .map_err(sqlite)?;
+        }
         Ok(Self {
+            checkpointer,
             conn,
             key,
             path: path_buf,
@@ -153,7 +163,7 @@ impl SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(txn::backend)?;
-        Ok(SqliteTxn::new(tx, &self.key))
+        Ok(SqliteTxn::new(tx, &self.key, self.checkpointer.as_ref()))
     }
 }
 

@@ -36,6 +36,7 @@ pub(crate) fn corrupt(e: serde_json::Error) -> StoreError {
 pub struct SqliteTxn<'a> {
     tx: Transaction<'a>,
     key: &'a StoreKey,
+    checkpointer: Option<&'a crate::checkpoint::Checkpointer>,
     after_commit: Vec<AfterCommit>,
     /// Saves not yet reflected in the revisions: each revision is bumped
     /// when next read or at commit, not once per save (a sync may save a
@@ -50,10 +51,15 @@ impl std::fmt::Debug for SqliteTxn<'_> {
 }
 
 impl<'a> SqliteTxn<'a> {
-    pub(crate) fn new(tx: Transaction<'a>, key: &'a StoreKey) -> Self {
+    pub(crate) fn new(
+        tx: Transaction<'a>,
+        key: &'a StoreKey,
+        checkpointer: Option<&'a crate::checkpoint::Checkpointer>,
+    ) -> Self {
         Self {
             tx,
             key,
+            checkpointer,
             after_commit: Vec::new(),
             unbumped: Default::default(),
         }
@@ -564,6 +570,9 @@ impl StoreTxn for SqliteTxn<'_> {
         self.bump_inbound()?;
         self.bump_devices()?;
         self.tx.commit().map_err(backend)?;
+        if let Some(checkpointer) = self.checkpointer {
+            checkpointer.poke();
+        }
         for f in self.after_commit {
             f();
         }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod checkpoint;
+
 use newt_crypto::store::{Store, StoreTxn, conformance};
 use newt_crypto::{OlmMachine, Timestamp};
 use newt_sqlite::{OpenError, SqliteStore, StoreKey};
