@@ -196,7 +196,7 @@ pub(crate) fn open(
     // OLM-06: existing sessions first, for pre-key messages too.
     for mut live in known.drain(..) {
         if let OlmMessage::PreKey(pre) = &message
-            && pre.session_id() != live.session.session_id()
+            && pre.session_id() != live.session_id
         {
             continue;
         }

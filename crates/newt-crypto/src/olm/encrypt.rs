@@ -52,7 +52,21 @@ pub(crate) struct Sender<'a> {
 
 /// A JSON string literal.
 fn quoted(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\""))
+    let mut out = String::with_capacity(text.len() + 2);
+    push_quoted(&mut out, text);
+    out
+}
+
+/// Appends `text` as a JSON string literal. IDs and base64 keys need no
+/// escaping: they are copied; anything else goes through `serde_json`.
+fn push_quoted(out: &mut String, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\"")));
+    }
 }
 
 /// The parts of the plaintext every recipient shares, serialised once.
@@ -73,11 +87,33 @@ fn plaintext_prefix(sender: &Sender<'_>, event_type: &str, content: &Value) -> S
 /// The plaintext for one recipient (OLM-02: sender and recipient identity
 /// inside the encryption block unknown-key-share attacks).
 fn plaintext(prefix: &str, recipient: &VerifiedDeviceKeys) -> String {
-    format!(
-        "{prefix},\"recipient\":{},\"recipient_keys\":{{\"ed25519\":{}}}}}",
-        quoted(recipient.user_id().as_str()),
-        quoted(recipient.ed25519_base64())
-    )
+    let (user, key) = (recipient.user_id().as_str(), recipient.ed25519_base64());
+    let mut out = String::with_capacity(prefix.len() + user.len() + key.len() + 48);
+    out.push_str(prefix);
+    out.push_str(",\"recipient\":");
+    push_quoted(&mut out, user);
+    out.push_str(",\"recipient_keys\":{\"ed25519\":");
+    push_quoted(&mut out, key);
+    out.push_str("}}");
+    out
+}
+
+/// The `m.room.encrypted` content for one device. Base64 needs no
+/// escaping; `sender_key` comes quoted.
+fn encrypted_content(sender_key: &str, key: &str, kind: u8, body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + key.len() + sender_key.len() + 96);
+    out.push_str("{\"algorithm\":\"");
+    out.push_str(OLM_ALGORITHM);
+    out.push_str("\",\"sender_key\":");
+    out.push_str(sender_key);
+    out.push_str(",\"ciphertext\":{");
+    push_quoted(&mut out, key);
+    out.push_str(":{\"type\":");
+    out.push(if kind == 0 { '0' } else { '1' });
+    out.push_str(",\"body\":\"");
+    out.push_str(body);
+    out.push_str("\"}}}");
+    out
 }
 
 /// Encrypts `content` as `event_type` for every device in `recipients`
@@ -147,10 +183,7 @@ pub(crate) fn encrypt_for_devices(
                 OlmMessage::PreKey(m) => (0, m.to_base64()),
                 OlmMessage::Normal(m) => (1, m.to_base64()),
             };
-            // Base64 needs no escaping.
-            let content = format!(
-                "{{\"algorithm\":\"{OLM_ALGORITHM}\",\"sender_key\":{sender_key},\"ciphertext\":{{\"{key}\":{{\"type\":{kind},\"body\":\"{body}\"}}}}}}"
-            );
+            let content = encrypted_content(&sender_key, key, kind, &body);
             let record = live.to_record();
             Some(Encrypted {
                 content,
@@ -380,5 +413,41 @@ mod tests {
             seen += users;
         }
         assert_eq!(seen, 500);
+    }
+
+    #[test]
+    fn quoting_matches_serde_json_for_every_kind_of_text() {
+        for text in [
+            "",
+            "@alice:example.org",
+            "AbC+/09",
+            "say \"hi\"",
+            "back\\slash",
+            "tab\tnew\nline\u{1}",
+            "ünïcödé ✓",
+            "\u{7f}",
+        ] {
+            assert_eq!(
+                quoted(text),
+                serde_json::to_string(text).unwrap(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn encrypted_content_is_the_json_it_describes() {
+        let content = encrypted_content("\"SENDER\"", "KEY+/", 0, "Ym9keQ");
+        let value: Value = serde_json::from_str(&content).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "algorithm": OLM_ALGORITHM,
+                "sender_key": "SENDER",
+                "ciphertext": {"KEY+/": {"type": 0, "body": "Ym9keQ"}},
+            })
+        );
+        let normal: Value = serde_json::from_str(&encrypted_content("\"S\"", "K", 1, "b")).unwrap();
+        assert_eq!(normal["ciphertext"]["K"]["type"], 1);
     }
 }

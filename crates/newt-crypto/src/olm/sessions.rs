@@ -7,6 +7,8 @@ use vodozemac::olm::Session;
 pub(crate) struct LiveSession {
     /// Boxed: several kilobytes that would otherwise be copied on moves.
     pub(crate) session: Box<Session>,
+    /// The session's ID, worked out once: vodozemac hashes the keys for it.
+    pub(crate) session_id: String,
     pub(crate) sender_key: String,
     pub(crate) created_at_ms: u64,
     pub(crate) last_received_at_ms: Option<u64>,
@@ -16,6 +18,7 @@ pub(crate) struct LiveSession {
 impl LiveSession {
     pub(crate) fn new(session: Box<Session>, sender_key: String, now_ms: u64) -> Self {
         Self {
+            session_id: session.session_id(),
             session,
             sender_key,
             created_at_ms: now_ms,
@@ -27,6 +30,8 @@ impl LiveSession {
     pub(crate) fn from_record(record: OlmSessionRecord) -> Self {
         Self {
             session: Box::new(Session::from_pickle(*record.pickle)),
+            // The ID it is stored under (sealed with it, in SQLite).
+            session_id: record.session_id,
             sender_key: record.sender_key,
             created_at_ms: record.created_at_ms,
             last_received_at_ms: record.last_received_at_ms,
@@ -37,7 +42,7 @@ impl LiveSession {
     pub(crate) fn to_record(&self) -> OlmSessionRecord {
         OlmSessionRecord {
             sender_key: self.sender_key.clone(),
-            session_id: self.session.session_id(),
+            session_id: self.session_id.clone(),
             pickle: Box::new(self.session.pickle()),
             created_at_ms: self.created_at_ms,
             last_received_at_ms: self.last_received_at_ms,
