@@ -65,21 +65,27 @@ impl OlmMachine {
                 .filter(|e| e.get("type").and_then(Value::as_str) == Some("m.room.encrypted"))
                 .collect();
             let room_id = &update.room_id;
-            megolm::batch::decrypt_timeline(txn, &me.cache, room_id, &encrypted, |txn, event| {
-                let event_id = event
-                    .get("event_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                let result = megolm::decrypt::decrypt(txn, &me, room_id, event, now)?;
-                outcome.room_events.push(RoomEventOutcome {
-                    room_id: room_id.clone(),
-                    event_id,
-                    result,
-                    late: false,
-                });
-                Ok(())
-            })?;
+            megolm::batch::decrypt_timeline(
+                txn,
+                &me.cache,
+                room_id,
+                &encrypted,
+                |txn, event, ahead| {
+                    let event_id = event
+                        .get("event_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let result = megolm::decrypt::decrypt(txn, &me, room_id, event, now, ahead)?;
+                    outcome.room_events.push(RoomEventOutcome {
+                        room_id: room_id.clone(),
+                        event_id,
+                        result,
+                        late: false,
+                    });
+                    Ok(())
+                },
+            )?;
         }
         let sessions = me.cache.sessions.take();
         self.inbound.keep(txn, revision, sessions)
@@ -158,7 +164,7 @@ impl OlmMachine {
         event: &Value,
         now: Timestamp,
     ) -> Result<Result<DecryptedRoomEvent, RoomDecryptError>, StoreError> {
-        megolm::decrypt::decrypt(txn, &self.megolm_me(), room_id, event, now)
+        megolm::decrypt::decrypt(txn, &self.megolm_me(), room_id, event, now, None)
     }
 
     /// Every room key we hold, as `ExportedSessionData` (EXP-01).

@@ -11,7 +11,6 @@ use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use vodozemac::megolm::{DecryptedMessage, DecryptionError, InboundGroupSession, MegolmMessage};
 
 /// A message decrypted ahead with its plaintext parsed (`None`: not
@@ -27,13 +26,6 @@ pub(crate) enum AheadError {
     Decrypt(DecryptionError),
 }
 
-/// A result of decrypting ahead and the session it came from.
-pub(crate) struct Ahead {
-    /// Room and session ID, shared by the session's messages.
-    origin: Rc<(String, String)>,
-    result: AheadResult,
-}
-
 /// Per input. Decrypting never changes a stored inbound session, so the
 /// copies stay right for the input (and, through `megolm::cache`, for
 /// later ones); device facts do not change while a timeline is read.
@@ -41,13 +33,6 @@ pub(crate) struct Ahead {
 #[derive(Default)]
 pub(crate) struct BatchCache {
     pub(crate) sessions: RefCell<Sessions>,
-    /// Results of decrypting ahead, by ciphertext. Hashed: ciphertexts
-    /// share long prefixes, which made ordered lookups slow; never
-    /// iterated, so the order cannot leak anywhere.
-    #[allow(clippy::disallowed_types)]
-    decrypted: RefCell<std::collections::HashMap<String, Ahead>>,
-    /// Results whose ciphertext was held already.
-    collided: RefCell<Vec<(String, Ahead)>>,
     /// MEG-08 index uses known in this input (`None`: none recorded),
     /// loaded per session for the indices decrypted ahead and kept
     /// current by this input's own saves.
@@ -61,43 +46,6 @@ pub(crate) struct BatchCache {
 /// By user, device, Curve25519 and Ed25519 key.
 pub(crate) type DeviceFacts = BTreeMap<(OwnedUserId, OwnedDeviceId, String, String), Option<bool>>;
 
-impl BatchCache {
-    /// The result of decrypting `ciphertext` ahead for this room and
-    /// session, taken out; `None` if there is none.
-    pub(crate) fn take_ahead(
-        &self,
-        room_id: &str,
-        session_id: &str,
-        ciphertext: &str,
-    ) -> Option<AheadResult> {
-        // The same bytes under another session are not this message.
-        let ours = |ahead: &Ahead| ahead.origin.0 == room_id && ahead.origin.1 == session_id;
-        let mut decrypted = self.decrypted.borrow_mut();
-        if decrypted.get(ciphertext).is_some_and(ours) {
-            return decrypted.remove(ciphertext).map(|ahead| ahead.result);
-        }
-        drop(decrypted);
-        let mut collided = self.collided.borrow_mut();
-        let at = collided
-            .iter()
-            .position(|(text, ahead)| text == ciphertext && ours(ahead))?;
-        Some(collided.swap_remove(at).1.result)
-    }
-
-    /// Keeps a result; one whose ciphertext is held already (a replay, or
-    /// a copy under another session) goes beside it, not over it.
-    fn put_ahead(&self, ciphertext: String, ahead: Ahead) {
-        match self.decrypted.borrow_mut().entry(ciphertext) {
-            std::collections::hash_map::Entry::Occupied(held) => {
-                self.collided.borrow_mut().push((held.key().clone(), ahead));
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(ahead);
-            }
-        }
-    }
-}
-
 /// Fewer encrypted events than this are decrypted one by one.
 const AHEAD_MIN: usize = 32;
 /// Events per step of the pipeline.
@@ -105,19 +53,20 @@ const CHUNK: usize = 128;
 
 /// An event's session and its parsed ciphertext.
 struct Parsed<'e> {
+    /// The event's place in the timeline.
+    at: usize,
     session_id: &'e str,
-    ciphertext: &'e str,
     message: Result<MegolmMessage, AheadError>,
 }
 
-/// A ciphertext and what parsing it gave.
-type Message<'e> = (&'e str, Result<MegolmMessage, AheadError>);
+/// An event's place and what parsing its ciphertext gave.
+type Message = (usize, Result<MegolmMessage, AheadError>);
 
 /// One session's messages of a chunk, with its live session lent out.
 struct Lent<'e> {
     session_id: &'e str,
     session: InboundGroupSession,
-    messages: Vec<Message<'e>>,
+    messages: Vec<Message>,
 }
 
 /// Decrypts the encrypted timeline events of one room and runs `check`
@@ -129,10 +78,10 @@ pub(crate) fn decrypt_timeline<T: StoreTxn>(
     cache: &BatchCache,
     room_id: &str,
     events: &[&Value],
-    mut check: impl FnMut(&mut T, &Value) -> Result<(), StoreError>,
+    mut check: impl FnMut(&mut T, &Value, Option<AheadResult>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     if events.len() < AHEAD_MIN {
-        return events.iter().try_for_each(|event| check(txn, event));
+        return events.iter().try_for_each(|event| check(txn, event, None));
     }
     let parsed = parse_all(events);
     preload(txn, cache, room_id, &parsed)?;
@@ -145,17 +94,24 @@ pub(crate) fn decrypt_timeline<T: StoreTxn>(
         Some(first) => compute(lend(cache, room_id, first)),
         None => Vec::new(),
     };
-    for chunk in events.chunks(CHUNK) {
-        install(cache, room_id, ready);
+    for (n, chunk) in events.chunks(CHUNK).enumerate() {
+        // Each event is handed its own result, found by its place.
+        let mut results = install(cache, room_id, ready, n * CHUNK, chunk.len());
+        let mut run = |txn: &mut T| {
+            chunk
+                .iter()
+                .zip(results.iter_mut())
+                .try_for_each(|(event, result)| check(txn, event, result.take()))
+        };
         let Some(next) = chunks.next() else {
-            return chunk.iter().try_for_each(|event| check(txn, event));
+            return run(txn);
         };
         let work = lend(cache, room_id, next);
         let mut computed = Vec::new();
         let mut checked = Ok(());
         rayon::in_place_scope(|scope| {
             scope.spawn(|_| computed = compute(work));
-            checked = chunk.iter().try_for_each(|event| check(txn, event));
+            checked = run(txn);
         });
         checked?;
         ready = computed;
@@ -168,14 +124,15 @@ fn parse_all<'e>(events: &[&'e Value]) -> Vec<Option<Parsed<'e>>> {
     use rayon::prelude::*;
     events
         .par_iter()
-        .map(|event| {
+        .enumerate()
+        .map(|(at, event)| {
             let content = event.get("content");
             let field = |name: &str| content.and_then(|c| c.get(name)).and_then(Value::as_str);
             let (session_id, ciphertext) = (field("session_id")?, field("ciphertext")?);
             let message = MegolmMessage::from_base64(ciphertext).map_err(|_| AheadError::NotMegolm);
             Some(Parsed {
+                at,
                 session_id,
-                ciphertext,
                 message,
             })
         })
@@ -228,12 +185,12 @@ fn preload(
 /// Takes the chunk's sessions out of their cache entries (which stay, for
 /// the checks of the chunk before), grouped with their messages.
 fn lend<'e>(cache: &BatchCache, room_id: &str, chunk: Vec<Option<Parsed<'e>>>) -> Vec<Lent<'e>> {
-    let mut groups: BTreeMap<&str, Vec<Message<'e>>> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, Vec<Message>> = BTreeMap::new();
     for item in chunk.into_iter().flatten() {
         groups
             .entry(item.session_id)
             .or_default()
-            .push((item.ciphertext, item.message));
+            .push((item.at, item.message));
     }
     let mut sessions = cache.sessions.borrow_mut();
     groups
@@ -250,7 +207,7 @@ fn lend<'e>(cache: &BatchCache, room_id: &str, chunk: Vec<Option<Parsed<'e>>>) -
 }
 
 /// A chunk decrypted: each session, advanced, with its results.
-type Computed<'e> = Vec<(&'e str, InboundGroupSession, Vec<(String, AheadResult)>)>;
+type Computed<'e> = Vec<(&'e str, InboundGroupSession, Vec<(usize, AheadResult)>)>;
 
 /// Decrypts a chunk, one session per core. Sessions advance, which
 /// changes no result: earlier indices stay readable.
@@ -261,14 +218,14 @@ fn compute(work: Vec<Lent<'_>>) -> Computed<'_> {
             let results = lent
                 .messages
                 .into_iter()
-                .map(|(ciphertext, message)| {
+                .map(|(at, message)| {
                     let result = message.and_then(|m| {
                         let done = lent.session.decrypt(&m).map_err(AheadError::Decrypt)?;
                         // The plaintext is parsed here too, on this core.
                         let parsed = serde_json::from_slice(&done.plaintext).ok();
                         Ok((done, parsed))
                     });
-                    (ciphertext.to_owned(), result)
+                    (at, result)
                 })
                 .collect();
             (lent.session_id, lent.session, results)
@@ -276,16 +233,25 @@ fn compute(work: Vec<Lent<'_>>) -> Computed<'_> {
         .collect()
 }
 
-/// Returns a chunk's sessions to their entries and keeps its results.
-fn install(cache: &BatchCache, room_id: &str, computed: Computed<'_>) {
-    for (session_id, session, results) in computed {
+/// Returns a chunk's sessions to their entries; its results, by place
+/// in the chunk that starts at `start`.
+fn install(
+    cache: &BatchCache,
+    room_id: &str,
+    computed: Computed<'_>,
+    start: usize,
+    len: usize,
+) -> Vec<Option<AheadResult>> {
+    let mut results: Vec<Option<AheadResult>> = (0..len).map(|_| None).collect();
+    for (session_id, session, done) in computed {
         if let Some(entry) = cache.sessions.borrow_mut().get_mut(room_id, session_id) {
             entry.session = Some(session);
         }
-        let origin = Rc::new((room_id.to_owned(), session_id.to_owned()));
-        for (ciphertext, result) in results {
-            let origin = Rc::clone(&origin);
-            cache.put_ahead(ciphertext, Ahead { origin, result });
+        for (at, result) in done {
+            if let Some(slot) = at.checked_sub(start).and_then(|i| results.get_mut(i)) {
+                *slot = Some(result);
+            }
         }
     }
+    results
 }

@@ -1,7 +1,7 @@
 //! Decrypting room events (MEG-08..11, ENC-14) and keeping the ones that
 //! cannot be read yet for a retry when their key arrives (REC-05).
 
-use super::batch::{AheadError, BatchCache};
+use super::batch::{AheadError, AheadResult, BatchCache};
 use super::cache::Entry;
 use super::{DecryptedRoomEvent, RoomDecryptError, RoomEventOutcome, TrustVerdict};
 use crate::store::{InboundInfo, IndexUse, StoreError, StoreTxn, UndecryptedEvent};
@@ -215,8 +215,9 @@ pub(crate) fn decrypt(
     room_id: &str,
     event: &Value,
     now: Timestamp,
+    ahead: Option<AheadResult>,
 ) -> Result<Result<DecryptedRoomEvent, RoomDecryptError>, StoreError> {
-    let result = attempt(txn, me, room_id, event)?;
+    let result = attempt(txn, me, room_id, event, ahead)?;
     if let Err(error) = &result
         && error.is_retryable()
         && let (Some(event_id), Some(session_id)) = (
@@ -236,11 +237,13 @@ pub(crate) fn decrypt(
     Ok(result)
 }
 
+/// `ahead`: this event's own result of decrypting ahead, if it has one.
 pub(crate) fn attempt(
     txn: &mut impl StoreTxn,
     me: &Me<'_>,
     room_id: &str,
     event: &Value,
+    ahead: Option<AheadResult>,
 ) -> Result<Result<DecryptedRoomEvent, RoomDecryptError>, StoreError> {
     let content = event.get("content").and_then(Value::as_object);
     // OLM-13: a redacted event has empty content.
@@ -272,8 +275,9 @@ pub(crate) fn attempt(
         .get("origin_server_ts")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    // Decrypted ahead (its failure kept too). Otherwise parse it now.
-    let ahead = match me.cache.take_ahead(room_id, session_id, ciphertext) {
+    // Decrypted ahead (its failure kept too), from this very event's
+    // session and ciphertext. Otherwise parse it now.
+    let ahead = match ahead {
         Some(Err(AheadError::NotMegolm)) => {
             return Ok(Err(malformed("ciphertext is not a Megolm message")));
         }
@@ -412,7 +416,7 @@ pub(crate) fn retry(
             txn.delete_undecrypted(room_id, &waiting.event_id)?;
             continue;
         };
-        let result = attempt(txn, me, room_id, &event)?;
+        let result = attempt(txn, me, room_id, &event, None)?;
         if result.as_ref().is_err_and(RoomDecryptError::is_retryable) {
             continue;
         }

@@ -68,7 +68,7 @@ pub(crate) fn explain(
     room_id: &str,
     event: &Value,
 ) -> Result<Explanation, StoreError> {
-    let reason = attempt(txn, me, room_id, event)?.err();
+    let reason = attempt(txn, me, room_id, event, None)?.err();
     let content = event.get("content");
     let text = |name: &str| {
         content
