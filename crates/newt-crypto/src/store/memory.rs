@@ -115,20 +115,6 @@ macro_rules! write {
     }};
 }
 
-/// A copy of `request`, with an empty body if `skip`.
-fn without_body(request: &PendingRequest, skip: bool) -> PendingRequest {
-    PendingRequest {
-        request_id: request.request_id.clone(),
-        kind: request.kind.clone(),
-        body: if skip {
-            Default::default()
-        } else {
-            request.body.clone()
-        },
-        seq: request.seq,
-    }
-}
-
 /// Log entries kept, about.
 const OLM_CHANGE_ROWS: usize = 4096;
 
@@ -335,31 +321,6 @@ impl StoreTxn for MemoryTxn<'_> {
         request_id: &str,
     ) -> Result<Option<PendingRequest>, StoreError> {
         Ok(self.state.pending.get(request_id).cloned())
-    }
-
-    fn load_pending_requests_except(
-        &mut self,
-        held: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<PendingRequest>, StoreError> {
-        let mut all: Vec<_> = self
-            .state
-            .pending
-            .values()
-            .map(|r| without_body(r, held(&r.request_id)))
-            .collect();
-        all.sort_by_key(|r| r.seq);
-        Ok(all)
-    }
-
-    fn load_pending_request_meta(
-        &mut self,
-        request_id: &str,
-    ) -> Result<Option<PendingRequest>, StoreError> {
-        Ok(self
-            .state
-            .pending
-            .get(request_id)
-            .map(|r| without_body(r, true)))
     }
 
     fn next_pending_seq(&mut self) -> Result<u64, StoreError> {
