@@ -24,6 +24,11 @@ pub fn encode(input: impl AsRef<[u8]>) -> String {
     LENIENT.encode(input)
 }
 
+/// Appends `input` as unpadded standard base64 to `out`.
+pub fn encode_into(out: &mut String, input: impl AsRef<[u8]>) {
+    LENIENT.encode_string(input, out);
+}
+
 #[cfg(test)]
 mod tests {
     /// The spec appendix's unpadded base64 examples (SIG-05).

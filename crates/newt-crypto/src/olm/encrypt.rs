@@ -98,10 +98,12 @@ fn plaintext(prefix: &str, recipient: &VerifiedDeviceKeys) -> String {
     out
 }
 
-/// The `m.room.encrypted` content for one device. Base64 needs no
-/// escaping; `sender_key` comes quoted.
-fn encrypted_content(sender_key: &str, key: &str, kind: u8, body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + key.len() + sender_key.len() + 96);
+/// The `m.room.encrypted` content for one device, the message's bytes
+/// encoded straight into it. Base64 needs no escaping; `sender_key` comes
+/// quoted.
+fn encrypted_content(sender_key: &str, key: &str, kind: u8, message: &[u8]) -> String {
+    let body = message.len().div_ceil(3) * 4;
+    let mut out = String::with_capacity(body + key.len() + sender_key.len() + 96);
     out.push_str("{\"algorithm\":\"");
     out.push_str(OLM_ALGORITHM);
     out.push_str("\",\"sender_key\":");
@@ -111,7 +113,7 @@ fn encrypted_content(sender_key: &str, key: &str, kind: u8, body: &str) -> Strin
     out.push_str(":{\"type\":");
     out.push(if kind == 0 { '0' } else { '1' });
     out.push_str(",\"body\":\"");
-    out.push_str(body);
+    crate::b64::encode_into(&mut out, message);
     out.push_str("\"}}}");
     out
 }
@@ -180,8 +182,8 @@ pub(crate) fn encrypt_for_devices(
             };
             let message = live.session.encrypt(plaintext(&prefix, device)).ok()?;
             let (kind, body) = match message {
-                OlmMessage::PreKey(m) => (0, m.to_base64()),
-                OlmMessage::Normal(m) => (1, m.to_base64()),
+                OlmMessage::PreKey(m) => (0, m.to_bytes()),
+                OlmMessage::Normal(m) => (1, m.to_bytes()),
             };
             let content = encrypted_content(&sender_key, key, kind, &body);
             let record = live.to_record();
@@ -437,7 +439,7 @@ mod tests {
 
     #[test]
     fn encrypted_content_is_the_json_it_describes() {
-        let content = encrypted_content("\"SENDER\"", "KEY+/", 0, "Ym9keQ");
+        let content = encrypted_content("\"SENDER\"", "KEY+/", 0, b"body");
         let value: Value = serde_json::from_str(&content).unwrap();
         assert_eq!(
             value,
@@ -447,7 +449,28 @@ mod tests {
                 "ciphertext": {"KEY+/": {"type": 0, "body": "Ym9keQ"}},
             })
         );
-        let normal: Value = serde_json::from_str(&encrypted_content("\"S\"", "K", 1, "b")).unwrap();
+        let normal: Value =
+            serde_json::from_str(&encrypted_content("\"S\"", "K", 1, b"b")).unwrap();
+        // The body is what vodozemac's own encoding of the message gives.
+        let (alice, mut bob) = (
+            vodozemac::olm::Account::new(),
+            vodozemac::olm::Account::new(),
+        );
+        bob.generate_one_time_keys(1);
+        let otk = *bob.one_time_keys().values().next().unwrap();
+        let mut session = alice
+            .create_outbound_session(
+                vodozemac::olm::SessionConfig::version_1(),
+                bob.curve25519_key(),
+                otk,
+            )
+            .unwrap();
+        let OlmMessage::PreKey(message) = session.encrypt("hi").unwrap() else {
+            panic!("a new session sends pre-key messages")
+        };
+        let content: Value =
+            serde_json::from_str(&encrypted_content("\"S\"", "K", 0, &message.to_bytes())).unwrap();
+        assert_eq!(content["ciphertext"]["K"]["body"], message.to_base64());
         assert_eq!(normal["ciphertext"]["K"]["type"], 1);
     }
 }
