@@ -15,6 +15,16 @@ fn contents(router: &mut Router, peer: &mut Peer) -> Vec<Value> {
         .collect()
 }
 
+/// Alice and Bob, with Alice's first message ({"n": 1}) sent to Bob.
+fn started() -> (Router, Peer, Peer) {
+    let mut router = Router::new();
+    let mut alice = router.device("alice", "A1");
+    let mut bob = router.device("bob", "B1");
+    router.introduce(&mut bob, &alice.user);
+    router.send(&mut alice, &[bob.user.clone()], "m.test", json!({"n": 1}));
+    (router, alice, bob)
+}
+
 /// Encrypts without the router's flush, in one transaction, committed or not.
 fn encrypt(peer: &mut Peer, to: &Peer, n: u32, commit: bool) {
     let recipients = Recipients::Users(vec![to.user.clone()]);
@@ -33,11 +43,7 @@ fn encrypt(peer: &mut Peer, to: &Peer, n: u32, commit: bool) {
 /// starts from the stored state, and the peer reads every sent message.
 #[test]
 fn rolled_back_send_does_not_advance_the_cached_session() {
-    let mut router = Router::new();
-    let mut alice = router.device("alice", "A1");
-    let mut bob = router.device("bob", "B1");
-    router.introduce(&mut bob, &alice.user);
-    router.send(&mut alice, &[bob.user.clone()], "m.test", json!({"n": 1}));
+    let (mut router, mut alice, mut bob) = started();
     encrypt(&mut alice, &bob, 2, false);
     encrypt(&mut alice, &bob, 3, true);
     router.flush(&mut alice);
@@ -51,11 +57,7 @@ fn rolled_back_send_does_not_advance_the_cached_session() {
 /// other's latest state, never from a state cached before it.
 #[test]
 fn second_machine_on_the_same_store_is_never_overtaken() {
-    let mut router = Router::new();
-    let mut alice = router.device("alice", "A1");
-    let mut bob = router.device("bob", "B1");
-    router.introduce(&mut bob, &alice.user);
-    router.send(&mut alice, &[bob.user.clone()], "m.test", json!({"n": 1}));
+    let (mut router, mut alice, mut bob) = started();
     let mut txn = alice.store.transaction().unwrap();
     let mut other = OlmMachine::open(&mut txn, &alice.user, &alice.device, router.now()).unwrap();
     txn.commit().unwrap();
@@ -78,11 +80,7 @@ fn second_machine_on_the_same_store_is_never_overtaken() {
 /// send uses the stored session that received, not the cached one.
 #[test]
 fn received_message_replaces_the_cached_session() {
-    let mut router = Router::new();
-    let mut alice = router.device("alice", "A1");
-    let mut bob = router.device("bob", "B1");
-    router.introduce(&mut bob, &alice.user);
-    router.send(&mut alice, &[bob.user.clone()], "m.test", json!({"n": 1}));
+    let (mut router, mut alice, mut bob) = started();
     assert_eq!(contents(&mut router, &mut bob), [json!({"n": 1})]);
     router.send(&mut bob, &[alice.user.clone()], "m.test", json!({"n": 2}));
     assert_eq!(contents(&mut router, &mut alice), [json!({"n": 2})]);
@@ -100,13 +98,9 @@ fn received_message_replaces_the_cached_session() {
 /// (its key would be kept as skipped).
 #[test]
 fn messages_of_one_peer_in_one_sync_each_see_the_one_before() {
-    let mut router = Router::new();
-    let mut alice = router.device("alice", "A1");
-    let mut bob = router.device("bob", "B1");
-    router.introduce(&mut bob, &alice.user);
-    router.send(&mut alice, &[bob.user.clone()], "m.test", json!({"n": 0}));
-    assert_eq!(contents(&mut router, &mut bob), [json!({"n": 0})]);
-    for n in 1..4 {
+    let (mut router, mut alice, mut bob) = started();
+    assert_eq!(contents(&mut router, &mut bob), [json!({"n": 1})]);
+    for n in 2..5 {
         encrypt(&mut alice, &bob, n, true);
     }
     router.flush(&mut alice);
@@ -115,7 +109,7 @@ fn messages_of_one_peer_in_one_sync_each_see_the_one_before() {
     for event in &events {
         router.inject(&bob.user, "B1", event.clone());
     }
-    let expected: Vec<Value> = (1..4).map(|n| json!({ "n": n })).collect();
+    let expected: Vec<Value> = (2..5).map(|n| json!({ "n": n })).collect();
     assert_eq!(contents(&mut router, &mut bob), expected);
     for event in &events {
         router.inject(&bob.user, "B1", event.clone());
