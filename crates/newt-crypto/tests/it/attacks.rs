@@ -62,37 +62,45 @@ fn claim_one_time_key(
     (otk, theirs)
 }
 
+/// A message from Eve on a new session from Bob's claimed one-time key:
+/// a pre-key message that uses the key.
+fn on_new_session(
+    eve: &RawPeer,
+    bob: &Peer,
+    otk: Curve25519PublicKey,
+    theirs: Curve25519PublicKey,
+    plain: &Value,
+) -> Value {
+    let config = newt_crypto::vodozemac::olm::SessionConfig::version_1();
+    let mut session = eve
+        .account
+        .create_outbound_session(config, theirs, otk)
+        .unwrap();
+    eve.event(&mut session, bob, eve.user.as_str(), plain)
+}
+
 /// OLM-07: the one-time key a rejected pre-key message used is still
 /// there: a correct message on a session from the same key decrypts.
 #[test]
 fn rejected_message_does_not_consume_the_one_time_key() {
     let (mut router, mut bob, eve) = setup();
     let (otk, theirs) = claim_one_time_key(&mut router, &bob);
-    let config = newt_crypto::vodozemac::olm::SessionConfig::version_1();
-    let mut bad = eve
-        .account
-        .create_outbound_session(config, theirs, otk)
-        .unwrap();
     let mut plain = eve.plaintext(&bob, "m.test", json!({}));
     plain["recipient"] = json!("@someone:example.org");
     router.inject(
         &bob.user,
         "B1",
-        eve.event(&mut bad, &bob, eve.user.as_str(), &plain),
+        on_new_session(&eve, &bob, otk, theirs, &plain),
     );
     assert_eq!(
         rejected(&router.sync(&mut bob).to_device),
         vec![ToDeviceError::RecipientMismatch]
     );
-    let mut good = eve
-        .account
-        .create_outbound_session(config, theirs, otk)
-        .unwrap();
     let plain = eve.plaintext(&bob, "m.test", json!({"ok": true}));
     router.inject(
         &bob.user,
         "B1",
-        eve.event(&mut good, &bob, eve.user.as_str(), &plain),
+        on_new_session(&eve, &bob, otk, theirs, &plain),
     );
     let outcome = router.sync(&mut bob).to_device;
     assert_eq!(
@@ -109,17 +117,12 @@ fn rejected_message_does_not_consume_the_one_time_key() {
 fn accepted_prekey_message_uses_up_its_key() {
     let (mut router, mut bob, eve) = setup();
     let (otk, theirs) = claim_one_time_key(&mut router, &bob);
-    let config = newt_crypto::vodozemac::olm::SessionConfig::version_1();
     for n in 0..2 {
-        let mut session = eve
-            .account
-            .create_outbound_session(config, theirs, otk)
-            .unwrap();
         let plain = eve.plaintext(&bob, "m.test", json!({ "n": n }));
         router.inject(
             &bob.user,
             "B1",
-            eve.event(&mut session, &bob, eve.user.as_str(), &plain),
+            on_new_session(&eve, &bob, otk, theirs, &plain),
         );
         let outcome = router.sync(&mut bob).to_device;
         if n == 0 {
@@ -180,15 +183,11 @@ fn garbled_in_a_busy_sync(garbled_first: bool) {
     let outcome = router.sync(&mut bob).to_device;
     assert_eq!(rejected(&outcome).len(), 1, "{outcome:?}");
     assert_eq!(decrypted(&outcome).len(), 1, "{outcome:?}");
-    let mut good = eve
-        .account
-        .create_outbound_session(config, theirs, otk)
-        .unwrap();
     let plain = eve.plaintext(&bob, "m.test", json!({"n": 2}));
     router.inject(
         &bob.user,
         "B1",
-        eve.event(&mut good, &bob, eve.user.as_str(), &plain),
+        on_new_session(&eve, &bob, otk, theirs, &plain),
     );
     let outcome = router.sync(&mut bob).to_device;
     assert_eq!(decrypted(&outcome).len(), 1, "{outcome:?}");
@@ -430,11 +429,7 @@ fn changed_device_keys_are_refused() {
             *d = resigned.clone();
         }
     }));
-    let mut txn = bob.store.transaction().unwrap();
-    bob.machine
-        .receive_sync_changes(&mut txn, &changed(&eve.user), router.now())
-        .unwrap();
-    txn.commit().unwrap();
+    bob.apply(&changed(&eve.user), router.now());
     let outcomes = router.flush(&mut bob);
     let query = outcomes.iter().find_map(|o| o.query.clone()).unwrap();
     assert_eq!(query.rejected[0].reason, DeviceRejection::KeysChanged);

@@ -40,12 +40,7 @@ fn imported_session_replaces_the_cached_one() {
         false,
     )];
     let read_early = |bob2: &mut crate::router::Peer| {
-        let mut txn = bob2.store.transaction().unwrap();
-        let outcome = bob2
-            .machine
-            .receive_sync_changes(&mut txn, &changes, w.router.now())
-            .unwrap();
-        txn.commit().unwrap();
+        let outcome = bob2.apply(&changes, w.router.now());
         outcome.room_events[0].result.clone()
     };
     assert!(matches!(
@@ -157,12 +152,7 @@ fn long_timeline_reads_in_order_and_catches_late_replays() {
     // timeline is delivered below, in one sync, read for the first time.
     w.router.advance(1);
     let keys_only = w.router.sync_changes(&w.bob);
-    let mut txn = w.bob.store.transaction().unwrap();
-    w.bob
-        .machine
-        .receive_sync_changes(&mut txn, &keys_only, w.router.now())
-        .unwrap();
-    txn.commit().unwrap();
+    w.bob.apply(&keys_only, w.router.now());
     w.router.flush(&mut w.bob);
     let mut events: Vec<Value> = ids.iter().map(|id| w.rooms.event(ROOM, id)).collect();
     let mut replay = events[5].clone();

@@ -245,12 +245,7 @@ fn uncommitted_sync_can_be_replayed() {
         assert_eq!(decrypted(&outcome.to_device).len(), 1);
         // Crash: dropped without commit.
     }
-    let mut txn = bob.store.transaction().unwrap();
-    let outcome = bob
-        .machine
-        .receive_sync_changes(&mut txn, &changes, router.now())
-        .unwrap();
-    txn.commit().unwrap();
+    let outcome = bob.apply(&changes, router.now());
     assert_eq!(decrypted(&outcome.to_device)[0].content, json!({"n": 1}));
 }
 
@@ -341,12 +336,7 @@ fn event_from_unknown_device_waits_for_keys() {
         json!({"k": 1}),
     );
     let changes = router.sync_changes(&bob);
-    let mut txn = bob.store.transaction().unwrap();
-    let outcome = bob
-        .machine
-        .receive_sync_changes(&mut txn, &changes, router.now())
-        .unwrap();
-    txn.commit().unwrap();
+    let outcome = bob.apply(&changes, router.now());
     assert!(
         matches!(&outcome.to_device[0], ToDeviceOutcome::Queued { sender } if *sender == alice.user)
     );

@@ -252,12 +252,7 @@ fn rotation_on_device_removal() {
         .remove("B2");
     let mut changes = newt_crypto::SyncChanges::default();
     changes.device_lists_changed = vec![bob2.user.clone()];
-    let mut txn = w.alice.store.transaction().unwrap();
-    w.alice
-        .machine
-        .receive_sync_changes(&mut txn, &changes, w.router.now())
-        .unwrap();
-    txn.commit().unwrap();
+    w.alice.apply(&changes, w.router.now());
     let (_, second) = w.send("two");
     assert!(second.rotated);
     assert!(
@@ -311,12 +306,7 @@ fn rotation_after_limited_sync() {
     let (_, first) = w.send("one");
     let mut changes = newt_crypto::SyncChanges::default();
     changes.rooms = vec![newt_crypto::RoomUpdate::new(ROOM, vec![], vec![], true)];
-    let mut txn = w.alice.store.transaction().unwrap();
-    w.alice
-        .machine
-        .receive_sync_changes(&mut txn, &changes, w.router.now())
-        .unwrap();
-    txn.commit().unwrap();
+    w.alice.apply(&changes, w.router.now());
     let (_, second) = w.send("two");
     assert!(second.rotated);
     assert_ne!(first.session_id, second.session_id);

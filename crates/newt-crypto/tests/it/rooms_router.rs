@@ -165,12 +165,7 @@ pub fn sync(router: &mut Router, rooms: &mut Rooms, peer: &mut Peer) -> SyncOutc
     router.advance(1);
     let mut changes = router.sync_changes(peer);
     changes.rooms = rooms.updates(peer);
-    let mut txn = peer.store.transaction().unwrap();
-    let mut outcome = peer
-        .machine
-        .receive_sync_changes(&mut txn, &changes, router.now())
-        .unwrap();
-    txn.commit().unwrap();
+    let mut outcome = peer.apply(&changes, router.now());
     for response in router.flush(peer) {
         outcome.to_device.extend(response.released);
         outcome.room_events.extend(response.room_events);

@@ -22,6 +22,19 @@ pub struct Peer {
     pub machine: OlmMachine,
 }
 
+impl Peer {
+    /// Applies `changes` as one sync in one committed transaction.
+    pub fn apply(&mut self, changes: &SyncChanges, now: Timestamp) -> SyncOutcome {
+        let mut txn = self.store.transaction().unwrap();
+        let outcome = self
+            .machine
+            .receive_sync_changes(&mut txn, changes, now)
+            .unwrap();
+        txn.commit().unwrap();
+        outcome
+    }
+}
+
 type Tamper = Box<dyn FnMut(&mut Value)>;
 
 /// The fake server.
@@ -295,12 +308,7 @@ impl Router {
         // Time passes between syncs, so "most recent" is well defined.
         self.advance(1);
         let changes = self.sync_changes(peer);
-        let mut txn = peer.store.transaction().unwrap();
-        let mut outcome = peer
-            .machine
-            .receive_sync_changes(&mut txn, &changes, self.now())
-            .unwrap();
-        txn.commit().unwrap();
+        let mut outcome = peer.apply(&changes, self.now());
         let released = self.flush_released(peer);
         outcome.to_device.extend(released);
         outcome

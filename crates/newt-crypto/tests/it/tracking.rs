@@ -106,11 +106,7 @@ fn changed_and_left() {
         } else {
             changes.device_lists_left = vec![eve.user.clone()];
         }
-        let mut txn = bob.store.transaction().unwrap();
-        bob.machine
-            .receive_sync_changes(&mut txn, &changes, router.now())
-            .unwrap();
-        txn.commit().unwrap();
+        bob.apply(&changes, router.now());
         router.flush(bob);
     };
     let before = query_count(&router);
@@ -141,11 +137,7 @@ fn removed_devices_are_forgotten() {
     router.device_keys.get_mut(&eve.user).unwrap().remove("E2");
     let mut changes = SyncChanges::default();
     changes.device_lists_changed = vec![eve.user.clone()];
-    let mut txn = bob.store.transaction().unwrap();
-    bob.machine
-        .receive_sync_changes(&mut txn, &changes, router.now())
-        .unwrap();
-    txn.commit().unwrap();
+    bob.apply(&changes, router.now());
     router.flush(&mut bob);
     assert_eq!(count(&mut bob), 1);
 }
@@ -241,11 +233,7 @@ fn own_device_missing_is_reuploaded() {
     }));
     let mut changes = SyncChanges::default();
     changes.device_lists_changed = vec![bob.user.clone()];
-    let mut txn = bob.store.transaction().unwrap();
-    bob.machine
-        .receive_sync_changes(&mut txn, &changes, router.now())
-        .unwrap();
-    txn.commit().unwrap();
+    bob.apply(&changes, router.now());
     let outcomes = router.flush(&mut bob);
     assert!(
         outcomes
