@@ -27,6 +27,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     txn.save_tracked_user(&newt_crypto::store::TrackedUser::new(peer))?;
     // Schema 4: a pending request (the peer's `/keys/query`).
     machine.outgoing_requests(&mut txn, Timestamp(0))?;
+    // Schema 6: a MEG-08 index use.
+    let used = newt_crypto::store::IndexUse {
+        event_id: "$fixture".into(),
+        origin_server_ts: 42,
+    };
+    txn.save_index_use("!room:example.org", "fixture-session", 3, &used)?;
     txn.commit()?;
     drop(store);
     println!("wrote {}", path.display());

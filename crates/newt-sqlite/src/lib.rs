@@ -10,6 +10,7 @@
 //! [`OpenError`] and the file is left as it was.
 
 mod checkpoint;
+mod index_uses;
 mod key;
 mod migrations;
 mod olm_sessions;

@@ -3,7 +3,7 @@
 
 use crate::txn::{SqliteTxn, backend, corrupt, exec_cached};
 use newt_crypto::store::{
-    InboundInfo, InboundRecord, IndexUse, OutboundRecord, OutboundState, RoomRecord, StoreError,
+    InboundInfo, InboundRecord, OutboundRecord, OutboundState, RoomRecord, StoreError,
     UndecryptedEvent, WithheldRecord,
 };
 use rusqlite::{OptionalExtension, params};
@@ -165,69 +165,6 @@ impl SqliteTxn<'_> {
             .map_err(backend)?;
         // The revision moves when next read or at commit.
         self.unbumped.inbound = true;
-        Ok(())
-    }
-
-    pub(crate) fn index_load(
-        &mut self,
-        room_id: &str,
-        session_id: &str,
-        index: u32,
-    ) -> Result<Option<IndexUse>, StoreError> {
-        Ok(self
-            .query_json(
-                "SELECT data FROM megolm_indices WHERE room_id = ?1 AND session_id = ?2 AND idx = ?3",
-                params![room_id, session_id, index],
-            )?
-            .pop())
-    }
-
-    /// One range query for a batch's indices, filtered to the ones asked.
-    pub(crate) fn index_load_many(
-        &mut self,
-        room_id: &str,
-        session_id: &str,
-        indices: &[u32],
-    ) -> Result<Vec<(u32, IndexUse)>, StoreError> {
-        let (Some(low), Some(high)) = (indices.iter().min(), indices.iter().max()) else {
-            return Ok(Vec::new());
-        };
-        let wanted: std::collections::BTreeSet<u32> = indices.iter().copied().collect();
-        let mut stmt = self
-            .tx()
-            .prepare_cached(
-                "SELECT idx, data FROM megolm_indices
-                 WHERE room_id = ?1 AND session_id = ?2 AND idx BETWEEN ?3 AND ?4",
-            )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![room_id, session_id, low, high], |row| {
-                Ok((row.get::<_, u32>(0)?, row.get::<_, String>(1)?))
-            })
-            .map_err(backend)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        rows.into_iter()
-            .filter(|(index, _)| wanted.contains(index))
-            .map(|(index, data)| Ok((index, serde_json::from_str(&data).map_err(corrupt)?)))
-            .collect()
-    }
-
-    pub(crate) fn index_save(
-        &mut self,
-        room_id: &str,
-        session_id: &str,
-        index: u32,
-        used: &IndexUse,
-    ) -> Result<(), StoreError> {
-        let data = serde_json::to_string(used).map_err(corrupt)?;
-        exec_cached(
-            self.tx(),
-            "INSERT INTO megolm_indices (room_id, session_id, idx, data) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(room_id, session_id, idx) DO UPDATE SET data = excluded.data",
-            params![room_id, session_id, index, data],
-        )
-        .map_err(backend)?;
         Ok(())
     }
 

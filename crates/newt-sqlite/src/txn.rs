@@ -42,6 +42,8 @@ pub struct SqliteTxn<'a> {
     /// when next read or at commit, not once per save (a sync may save a
     /// thousand sessions or devices).
     pub(crate) unbumped: crate::revision::Unbumped,
+    /// MEG-08 session IDs looked up by this transaction.
+    pub(crate) session_ids: crate::index_uses::SessionIds,
 }
 
 impl std::fmt::Debug for SqliteTxn<'_> {
@@ -62,6 +64,7 @@ impl<'a> SqliteTxn<'a> {
             checkpointer,
             after_commit: Vec::new(),
             unbumped: Default::default(),
+            session_ids: Default::default(),
         }
     }
 

@@ -29,6 +29,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     pending_requests_keep_order(&mut make());
     queued_events_keep_order_and_content(&mut make());
     room_records_round_trip(&mut make());
+    index_uses_roll_back_and_overwrite(&mut make());
 }
 
 fn state() -> AccountState {
@@ -678,6 +679,61 @@ pub fn room_records_round_trip<S: Store>(store: &mut S) {
             .is_none()
     );
     assert_eq!(txn.load_withheld(room_id, "s").unwrap(), Some(notice));
+}
+
+/// MEG-08 records: a use saved by a rolled-back transaction is gone (and
+/// its session can be recorded again), a save replaces, and timestamps
+/// keep every bit.
+pub fn index_uses_roll_back_and_overwrite<S: Store>(store: &mut S) {
+    let room = "!r:example.org";
+    let used = |event_id: &str, origin_server_ts: u64| IndexUse {
+        event_id: event_id.into(),
+        origin_server_ts,
+    };
+    {
+        let mut txn = store.transaction().unwrap();
+        txn.save_index_use(room, "s1", 0, &used("$gone", 1))
+            .unwrap();
+        assert_eq!(
+            txn.load_index_use(room, "s1", 0).unwrap(),
+            Some(used("$gone", 1)),
+            "a use not visible in its own transaction"
+        );
+    }
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(
+        txn.load_index_use(room, "s1", 0).unwrap(),
+        None,
+        "rolled-back index use visible"
+    );
+    txn.save_index_use(room, "s1", 0, &used("$a", u64::MAX))
+        .unwrap();
+    txn.save_index_use(room, "s1", 1, &used("$b", 2)).unwrap();
+    txn.save_index_use(room, "s2", 0, &used("$c", 3)).unwrap();
+    txn.commit().unwrap();
+
+    let mut txn = store.transaction().unwrap();
+    txn.save_index_use(room, "s1", 1, &used("$b2", 4)).unwrap();
+    txn.commit().unwrap();
+
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(
+        txn.load_index_use(room, "s1", 0).unwrap(),
+        Some(used("$a", u64::MAX))
+    );
+    let mut found = txn.load_index_uses(room, "s1", &[0, 1, 2]).unwrap();
+    found.sort_by_key(|(index, _)| *index);
+    assert_eq!(found, vec![(0, used("$a", u64::MAX)), (1, used("$b2", 4))]);
+    assert_eq!(
+        txn.load_index_uses("!other:example.org", "s1", &[0])
+            .unwrap(),
+        Vec::new(),
+        "an index use found in another room"
+    );
+    assert_eq!(
+        txn.load_index_use(room, "s2", 0).unwrap(),
+        Some(used("$c", 3))
+    );
 }
 
 #[cfg(test)]

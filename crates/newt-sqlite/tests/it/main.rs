@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod checkpoint;
+mod replay;
 
 use newt_crypto::store::{Store, StoreTxn, conformance};
 use newt_crypto::{OlmMachine, Timestamp};
@@ -230,6 +231,16 @@ fn opens_stores_of_every_past_schema_version() {
             let body: serde_json::Value = serde_json::from_str(&pending[0].body).unwrap();
             assert!(body["device_keys"]["@peer:example.org"].is_array());
         }
+        if version >= 6 {
+            let used = txn
+                .load_index_use("!room:example.org", "fixture-session", 3)
+                .unwrap();
+            assert_eq!(
+                used.map(|u| (u.event_id, u.origin_server_ts)),
+                Some(("$fixture".to_owned(), 42)),
+                "v6 index use lost"
+            );
+        }
     }
     assert!(seen >= 1, "no schema fixtures found");
 }
@@ -262,6 +273,73 @@ fn requests_stored_before_schema_4_keep_their_body() {
     assert_eq!(txn.load_pending_requests().unwrap(), vec![old.clone()]);
     assert_eq!(txn.load_pending_request("old-1").unwrap(), Some(old));
     assert_eq!(txn.next_pending_seq().unwrap(), 8);
+}
+
+/// MEG-08 records stored before schema 6 (text keys, JSON data) are all
+/// kept by the compact table, so no replay is forgotten on upgrade.
+#[test]
+fn index_uses_stored_before_schema_6_are_kept() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    std::fs::copy(fixtures.join("v5.db"), &path).unwrap();
+    let old = [
+        (
+            "!r:example.org",
+            "s1",
+            0,
+            r#"{"event_id":"$a","origin_server_ts":1700000000000}"#,
+        ),
+        (
+            "!r:example.org",
+            "s1",
+            9,
+            r#"{"event_id":"$b","origin_server_ts":18446744073709551615}"#,
+        ),
+        (
+            "!r:example.org",
+            "s2",
+            0,
+            r#"{"event_id":"$c","origin_server_ts":0}"#,
+        ),
+        (
+            "!q:example.org",
+            "s1",
+            0,
+            r#"{"event_id":"$d","origin_server_ts":7}"#,
+        ),
+    ];
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for (room, session, index, data) in old {
+        conn.execute(
+            "INSERT INTO megolm_indices (room_id, session_id, idx, data) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![room, session, index, data],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32])).unwrap();
+    let mut txn = store.begin().unwrap();
+    let used = |event_id: &str, origin_server_ts: u64| newt_crypto::store::IndexUse {
+        event_id: event_id.into(),
+        origin_server_ts,
+    };
+    assert_eq!(
+        txn.load_index_uses("!r:example.org", "s1", &[0, 5, 9])
+            .unwrap(),
+        vec![
+            (0, used("$a", 1_700_000_000_000)),
+            (9, used("$b", u64::MAX))
+        ]
+    );
+    assert_eq!(
+        txn.load_index_use("!r:example.org", "s2", 0).unwrap(),
+        Some(used("$c", 0))
+    );
+    assert_eq!(
+        txn.load_index_use("!q:example.org", "s1", 0).unwrap(),
+        Some(used("$d", 7))
+    );
 }
 
 /// Replays the `store_open` fuzz corpus: any bytes as a store file give a
