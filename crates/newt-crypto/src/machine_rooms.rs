@@ -35,6 +35,12 @@ impl OlmMachine {
         let (revision, sessions) = self.inbound.take(txn)?;
         *me.cache.sessions.borrow_mut() = sessions;
         for update in rooms {
+            // One pass over each timeline event tells state from encrypted.
+            let kinds: Vec<(bool, bool)> = update
+                .timeline_events
+                .iter()
+                .map(megolm::event::kind)
+                .collect();
             let state: Vec<&Value> = update
                 .state_events
                 .iter()
@@ -42,7 +48,9 @@ impl OlmMachine {
                     update
                         .timeline_events
                         .iter()
-                        .filter(|e| e.get("state_key").is_some()),
+                        .zip(&kinds)
+                        .filter(|(_, (state, _))| *state)
+                        .map(|(e, _)| e),
                 )
                 .collect();
             let (room, effects) =
@@ -62,7 +70,9 @@ impl OlmMachine {
             let encrypted: Vec<&Value> = update
                 .timeline_events
                 .iter()
-                .filter(|e| e.get("type").and_then(Value::as_str) == Some("m.room.encrypted"))
+                .zip(&kinds)
+                .filter(|(_, (_, encrypted))| *encrypted)
+                .map(|(e, _)| e)
                 .collect();
             let room_id = &update.room_id;
             megolm::batch::decrypt_timeline(
@@ -71,11 +81,7 @@ impl OlmMachine {
                 room_id,
                 &encrypted,
                 |txn, event, ahead| {
-                    let event_id = event
-                        .get("event_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned();
+                    let event_id = event.event_id.unwrap_or_default().to_owned();
                     let result = megolm::decrypt::decrypt(txn, &me, room_id, event, now, ahead)?;
                     outcome.room_events.push(RoomEventOutcome {
                         room_id: room_id.clone(),
@@ -164,7 +170,8 @@ impl OlmMachine {
         event: &Value,
         now: Timestamp,
     ) -> Result<Result<DecryptedRoomEvent, RoomDecryptError>, StoreError> {
-        megolm::decrypt::decrypt(txn, &self.megolm_me(), room_id, event, now, None)
+        let event = megolm::event::EncryptedEvent::of(event);
+        megolm::decrypt::decrypt(txn, &self.megolm_me(), room_id, &event, now, None)
     }
 
     /// Every room key we hold, as `ExportedSessionData` (EXP-01).

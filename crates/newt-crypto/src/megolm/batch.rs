@@ -6,6 +6,7 @@
 use super::TrustVerdict;
 use super::by_session::BySession;
 use super::cache::{Entry, Sessions};
+use super::event::EncryptedEvent;
 use crate::store::{IndexUse, StoreError, StoreTxn};
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::Value;
@@ -78,12 +79,14 @@ pub(crate) fn decrypt_timeline<T: StoreTxn>(
     cache: &BatchCache,
     room_id: &str,
     events: &[&Value],
-    mut check: impl FnMut(&mut T, &Value, Option<AheadResult>) -> Result<(), StoreError>,
+    mut check: impl FnMut(&mut T, &EncryptedEvent<'_>, Option<AheadResult>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     if events.len() < AHEAD_MIN {
-        return events.iter().try_for_each(|event| check(txn, event, None));
+        return events
+            .iter()
+            .try_for_each(|event| check(txn, &EncryptedEvent::of(event), None));
     }
-    let parsed = parse_all(events);
+    let (events, parsed): (Vec<EncryptedEvent<'_>>, Vec<_>) = parse_all(events).into_iter().unzip();
     preload(txn, cache, room_id, &parsed)?;
     let mut parsed = parsed.into_iter();
     let mut chunks = std::iter::from_fn(|| {
@@ -119,22 +122,27 @@ pub(crate) fn decrypt_timeline<T: StoreTxn>(
     Ok(())
 }
 
-/// Every event's session and message, parsed on every core.
-fn parse_all<'e>(events: &[&'e Value]) -> Vec<Option<Parsed<'e>>> {
+/// Every event read and its session and message parsed, on every core.
+fn parse_all<'e>(events: &[&'e Value]) -> Vec<(EncryptedEvent<'e>, Option<Parsed<'e>>)> {
     use rayon::prelude::*;
     events
         .par_iter()
         .enumerate()
         .map(|(at, event)| {
-            let content = event.get("content");
-            let field = |name: &str| content.and_then(|c| c.get(name)).and_then(Value::as_str);
-            let (session_id, ciphertext) = (field("session_id")?, field("ciphertext")?);
-            let message = MegolmMessage::from_base64(ciphertext).map_err(|_| AheadError::NotMegolm);
-            Some(Parsed {
-                at,
-                session_id,
-                message,
-            })
+            let event = EncryptedEvent::of(event);
+            let parsed = event
+                .session_id
+                .zip(event.ciphertext)
+                .map(|(session_id, ciphertext)| {
+                    let message =
+                        MegolmMessage::from_base64(ciphertext).map_err(|_| AheadError::NotMegolm);
+                    Parsed {
+                        at,
+                        session_id,
+                        message,
+                    }
+                });
+            (event, parsed)
         })
         .collect()
 }

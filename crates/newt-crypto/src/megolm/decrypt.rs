@@ -3,6 +3,7 @@
 
 use super::batch::{AheadError, AheadResult, BatchCache};
 use super::cache::Entry;
+use super::event::EncryptedEvent;
 use super::{DecryptedRoomEvent, RoomDecryptError, RoomEventOutcome, TrustVerdict};
 use crate::store::{InboundInfo, IndexUse, StoreError, StoreTxn, UndecryptedEvent};
 use crate::time::Timestamp;
@@ -213,24 +214,21 @@ pub(crate) fn decrypt(
     txn: &mut impl StoreTxn,
     me: &Me<'_>,
     room_id: &str,
-    event: &Value,
+    event: &EncryptedEvent<'_>,
     now: Timestamp,
     ahead: Option<AheadResult>,
 ) -> Result<Result<DecryptedRoomEvent, RoomDecryptError>, StoreError> {
     let result = attempt(txn, me, room_id, event, ahead)?;
     if let Err(error) = &result
         && error.is_retryable()
-        && let (Some(event_id), Some(session_id)) = (
-            event.get("event_id").and_then(Value::as_str),
-            event.pointer("/content/session_id").and_then(Value::as_str),
-        )
+        && let (Some(event_id), Some(session_id)) = (event.event_id, event.session_id)
         && txn.load_undecrypted_event(room_id, event_id)?.is_none()
     {
         txn.save_undecrypted(&UndecryptedEvent {
             room_id: room_id.to_owned(),
             session_id: session_id.to_owned(),
             event_id: event_id.to_owned(),
-            event_json: event.to_string(),
+            event_json: event.raw.to_string(),
             received_at_ms: now.0,
         })?;
     }
@@ -242,39 +240,30 @@ pub(crate) fn attempt(
     txn: &mut impl StoreTxn,
     me: &Me<'_>,
     room_id: &str,
-    event: &Value,
+    event: &EncryptedEvent<'_>,
     ahead: Option<AheadResult>,
 ) -> Result<Result<DecryptedRoomEvent, RoomDecryptError>, StoreError> {
-    let content = event.get("content").and_then(Value::as_object);
     // OLM-13: a redacted event has empty content.
-    let Some(content) = content.filter(|c| !c.is_empty()) else {
+    if event.content.is_none_or(|c| c.is_empty()) {
         return Ok(Err(RoomDecryptError::Redacted));
-    };
-    let text = |name: &str| content.get(name).and_then(Value::as_str);
-    let algorithm = text("algorithm").unwrap_or_default();
+    }
+    let algorithm = event.algorithm.unwrap_or_default();
     if algorithm != crate::MEGOLM_ALGORITHM {
         return Ok(Err(RoomDecryptError::UnsupportedAlgorithm {
             algorithm: algorithm.to_owned(),
         }));
     }
-    let (Some(session_id), Some(ciphertext)) = (text("session_id"), text("ciphertext")) else {
+    let (Some(session_id), Some(ciphertext)) = (event.session_id, event.ciphertext) else {
         return Ok(Err(malformed("session_id or ciphertext missing")));
     };
-    let Some(event_id) = event.get("event_id").and_then(Value::as_str) else {
+    let Some(event_id) = event.event_id else {
         return Ok(Err(malformed("no event_id")));
     };
     // MEG-10: a sender that is not even a user ID fails decryption.
-    let Some(sender) = event
-        .get("sender")
-        .and_then(Value::as_str)
-        .and_then(|s| OwnedUserId::try_from(s).ok())
-    else {
+    let Some(sender) = event.sender.and_then(|s| OwnedUserId::try_from(s).ok()) else {
         return Ok(Err(malformed("sender is not a user ID")));
     };
-    let ts = event
-        .get("origin_server_ts")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let ts = event.origin_server_ts.unwrap_or(0);
     // Decrypted ahead (its failure kept too), from this very event's
     // session and ciphertext. Otherwise parse it now.
     let ahead = match ahead {
@@ -307,7 +296,7 @@ pub(crate) fn attempt(
     let mut sessions = me.cache.sessions.borrow_mut();
     let Some(entry) = sessions.get_mut(room_id, session_id) else {
         drop(sessions);
-        return missing(txn, room_id, session_id, text("sender_key"));
+        return missing(txn, room_id, session_id, event.sender_key);
     };
     let (attempt, parsed) = match (ahead, message) {
         (Some(Ok((done, parsed))), _) => (Ok(done), parsed),
@@ -327,7 +316,7 @@ pub(crate) fn attempt(
                 }
                 None => {
                     drop(sessions);
-                    return missing(txn, room_id, session_id, text("sender_key"));
+                    return missing(txn, room_id, session_id, event.sender_key);
                 }
             },
         },
@@ -383,7 +372,7 @@ pub(crate) fn attempt(
     // ENC-14: the relation in the clear counts; one inside is ignored.
     if let Some(inner) = inner.as_object_mut() {
         inner.remove("m.relates_to");
-        if let Some(relates_to) = content.get("m.relates_to") {
+        if let Some(relates_to) = event.relates_to {
             inner.insert("m.relates_to".into(), relates_to.clone());
         }
     }
@@ -416,7 +405,7 @@ pub(crate) fn retry(
             txn.delete_undecrypted(room_id, &waiting.event_id)?;
             continue;
         };
-        let result = attempt(txn, me, room_id, &event, None)?;
+        let result = attempt(txn, me, room_id, &EncryptedEvent::of(&event), None)?;
         if result.as_ref().is_err_and(RoomDecryptError::is_retryable) {
             continue;
         }

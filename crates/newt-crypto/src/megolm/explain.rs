@@ -2,6 +2,7 @@
 
 use super::RoomDecryptError;
 use super::decrypt::{Me, attempt};
+use super::event::EncryptedEvent;
 use crate::store::{StoreError, StoreTxn};
 use serde::Serialize;
 use serde_json::Value;
@@ -68,7 +69,7 @@ pub(crate) fn explain(
     room_id: &str,
     event: &Value,
 ) -> Result<Explanation, StoreError> {
-    let reason = attempt(txn, me, room_id, event, None)?.err();
+    let reason = attempt(txn, me, room_id, &EncryptedEvent::of(event), None)?.err();
     let content = event.get("content");
     let text = |name: &str| {
         content

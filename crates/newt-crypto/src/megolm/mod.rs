@@ -6,6 +6,7 @@ pub(crate) mod batch;
 pub(crate) mod by_session;
 pub(crate) mod cache;
 pub(crate) mod decrypt;
+pub(crate) mod event;
 pub(crate) mod explain;
 pub(crate) mod export;
 pub(crate) mod receive;
