@@ -25,8 +25,17 @@ pub fn encode_pickle<T: Serialize>(pickle: &T) -> Result<Zeroizing<Vec<u8>>, Sto
             .try_borrow_mut()
             .map_err(|_| StoreError::Corrupt("pickle encoding re-entered".into()))?;
         scratch.push(MSGPACK);
-        let written = rmp_serde::encode::write(&mut **scratch, pickle)
-            .map_err(|e| StoreError::Corrupt(e.to_string()));
+        // Our encoder writes what rmp_serde writes, faster; anything it
+        // does not handle goes through rmp_serde.
+        let written = match super::msgpack::write(&mut scratch, pickle) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                scratch[1..].zeroize();
+                scratch.truncate(1);
+                rmp_serde::encode::write(&mut **scratch, pickle)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+        };
         // Exactly the encoded length: records keep no spare capacity.
         let out = written.map(|()| Zeroizing::new(scratch.to_vec()));
         scratch.as_mut_slice().zeroize();
@@ -64,5 +73,32 @@ mod tests {
                 account.curve25519_key()
             );
         }
+    }
+
+    /// What our encoder does not write (here a MessagePack extension)
+    /// still encodes, through rmp_serde.
+    #[test]
+    fn what_our_encoder_refuses_goes_through_rmp_serde() {
+        struct Ext;
+        impl serde::Serialize for Ext {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_newtype_struct("_ExtStruct", &(5i8, serde_bytes_like()))
+            }
+        }
+        fn serde_bytes_like() -> Raw {
+            Raw(vec![1, 2, 3])
+        }
+        struct Raw(Vec<u8>);
+        impl serde::Serialize for Raw {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+        let encoded = encode_pickle(&(1u8, Ext)).unwrap();
+        let mut expected = vec![MSGPACK];
+        expected.extend(rmp_serde::to_vec(&(1u8, Ext)).unwrap());
+        assert_eq!(encoded.as_slice(), expected.as_slice());
+        // The extension is there, not an array in its place.
+        assert_eq!(encoded[3], 0xc7);
     }
 }

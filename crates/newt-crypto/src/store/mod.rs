@@ -6,6 +6,7 @@
 
 pub mod codec;
 mod memory;
+mod msgpack;
 mod records;
 mod room_records;
 
