@@ -6,6 +6,7 @@ use super::{
     QueuedToDevice, RoomRecord, Store, StoreError, StoreTxn, TrackedUser, UndecryptedEvent,
     WithheldRecord,
 };
+use crate::megolm::by_session::BySession;
 use rayon::prelude::*;
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use std::collections::BTreeMap;
@@ -28,9 +29,10 @@ struct State {
     rooms: BTreeMap<String, RoomRecord>,
     outbound: BTreeMap<String, (String, Zeroizing<Vec<u8>>, OutboundState)>,
     inbound: BTreeMap<(String, String), Sealed<InboundInfo>>,
-    /// By session, room and index: session IDs are random, so keys differ
-    /// in their first bytes (room IDs share long prefixes).
-    indices: BTreeMap<(String, String, u32), IndexUse>,
+    /// By room and session, then index: a decrypted event reads and
+    /// writes one, and a flat map of (room, session, index) keys compared
+    /// two heap strings at every step of a large tree.
+    indices: BySession<BTreeMap<u32, IndexUse>>,
     undecrypted: BTreeMap<(String, String), UndecryptedEvent>,
     withheld: BTreeMap<(String, String), WithheldRecord>,
     /// See [`StoreTxn::olm_revision`].
@@ -444,7 +446,8 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(self
             .state
             .indices
-            .get(&(session_id.to_owned(), room_id.to_owned(), index))
+            .get(room_id, session_id)
+            .and_then(|uses| uses.get(&index))
             .cloned())
     }
 
@@ -455,12 +458,20 @@ impl StoreTxn for MemoryTxn<'_> {
         index: u32,
         used: &IndexUse,
     ) -> Result<(), StoreError> {
-        write!(
-            self,
-            indices,
-            (session_id.to_owned(), room_id.to_owned(), index),
-            Some(used.clone())
-        );
+        let indices = &mut self.state.indices;
+        let old = match indices.get_mut(room_id, session_id) {
+            Some(uses) => uses.insert(index, used.clone()),
+            None => {
+                indices.insert(room_id, session_id, BTreeMap::from([(index, used.clone())]));
+                None
+            }
+        };
+        let (room_id, session_id) = (room_id.to_owned(), session_id.to_owned());
+        self.undo.push(Box::new(move |s: &mut State| {
+            if let Some(uses) = s.indices.get_mut(&room_id, &session_id) {
+                restore(uses, index, old);
+            }
+        }));
         Ok(())
     }
 
