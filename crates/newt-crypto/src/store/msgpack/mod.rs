@@ -132,6 +132,16 @@ impl<'a> Encoder<'a> {
         Ok(())
     }
 
+    /// A tuple or struct variant: `{variant: [items]}`.
+    fn variant<'b>(&'b mut self, variant: &str, len: usize) -> Result<Compound<'b, 'a>, Unsupported>
+    where
+        'a: 'b,
+    {
+        self.map_len(1)?;
+        self.str(variant)?;
+        self.compound(Some(len), false)
+    }
+
     /// A sequence or map of known length writes its header now; one of
     /// unknown length is written aside and counted.
     fn compound<'b>(

@@ -152,9 +152,7 @@ where
         variant: &'static str,
         len: usize,
     ) -> Result<Compound<'b, 'a>, Unsupported> {
-        self.map_len(1)?;
-        self.str(variant)?;
-        self.compound(Some(len), false)
+        self.variant(variant, len)
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Compound<'b, 'a>, Unsupported> {
         self.compound(len, true)
@@ -173,9 +171,7 @@ where
         variant: &'static str,
         len: usize,
     ) -> Result<Compound<'b, 'a>, Unsupported> {
-        self.map_len(1)?;
-        self.str(variant)?;
-        self.compound(Some(len), false)
+        self.variant(variant, len)
     }
 }
 
