@@ -41,7 +41,9 @@ pub(super) struct Encoder<'a> {
 }
 
 impl<'a> Encoder<'a> {
-    fn uint(&mut self, v: u64) {
+    /// Integers always encode; the `Result` lets serde's methods return
+    /// this call.
+    fn uint(&mut self, v: u64) -> Result<(), Unsupported> {
         if v < 128 {
             self.out.push(v as u8);
         } else if v < 256 {
@@ -56,12 +58,14 @@ impl<'a> Encoder<'a> {
             self.out.push(0xcf);
             self.out.extend_from_slice(&v.to_be_bytes());
         }
+        Ok(())
     }
 
-    fn sint(&mut self, v: i64) {
+    fn sint(&mut self, v: i64) -> Result<(), Unsupported> {
         if v >= 0 {
-            self.uint(v as u64);
-        } else if v >= -32 {
+            return self.uint(v as u64);
+        }
+        if v >= -32 {
             self.out.push(v as u8);
         } else if v >= -128 {
             self.out.extend_from_slice(&[0xd0, v as u8]);
@@ -75,6 +79,7 @@ impl<'a> Encoder<'a> {
             self.out.push(0xd3);
             self.out.extend_from_slice(&v.to_be_bytes());
         }
+        Ok(())
     }
 
     /// A length after its marker: `fix` below `fix_limit`, then 8 (if

@@ -27,20 +27,16 @@ where
         Ok(())
     }
     fn serialize_i8(self, v: i8) -> Result<(), Unsupported> {
-        self.sint(v.into());
-        Ok(())
+        self.sint(v.into())
     }
     fn serialize_i16(self, v: i16) -> Result<(), Unsupported> {
-        self.sint(v.into());
-        Ok(())
+        self.sint(v.into())
     }
     fn serialize_i32(self, v: i32) -> Result<(), Unsupported> {
-        self.sint(v.into());
-        Ok(())
+        self.sint(v.into())
     }
     fn serialize_i64(self, v: i64) -> Result<(), Unsupported> {
-        self.sint(v);
-        Ok(())
+        self.sint(v)
     }
     fn serialize_i128(self, v: i128) -> Result<(), Unsupported> {
         self.bytes(&v.to_be_bytes())
@@ -55,16 +51,13 @@ where
         Ok(())
     }
     fn serialize_u16(self, v: u16) -> Result<(), Unsupported> {
-        self.uint(v.into());
-        Ok(())
+        self.uint(v.into())
     }
     fn serialize_u32(self, v: u32) -> Result<(), Unsupported> {
-        self.uint(v.into());
-        Ok(())
+        self.uint(v.into())
     }
     fn serialize_u64(self, v: u64) -> Result<(), Unsupported> {
-        self.uint(v);
-        Ok(())
+        self.uint(v)
     }
     fn serialize_u128(self, v: u128) -> Result<(), Unsupported> {
         self.bytes(&v.to_be_bytes())
