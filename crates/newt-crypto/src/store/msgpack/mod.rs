@@ -41,6 +41,12 @@ pub(super) struct Encoder<'a> {
 }
 
 impl<'a> Encoder<'a> {
+    /// A marker byte and the value's bytes after it.
+    fn put(&mut self, marker: u8, bytes: &[u8]) {
+        self.out.push(marker);
+        self.out.extend_from_slice(bytes);
+    }
+
     /// Integers always encode; the `Result` lets serde's methods return
     /// this call.
     fn uint(&mut self, v: u64) -> Result<(), Unsupported> {
@@ -49,14 +55,11 @@ impl<'a> Encoder<'a> {
         } else if v < 256 {
             self.out.extend_from_slice(&[0xcc, v as u8]);
         } else if v < 65_536 {
-            self.out.push(0xcd);
-            self.out.extend_from_slice(&(v as u16).to_be_bytes());
+            self.put(0xcd, &(v as u16).to_be_bytes());
         } else if v < 4_294_967_296 {
-            self.out.push(0xce);
-            self.out.extend_from_slice(&(v as u32).to_be_bytes());
+            self.put(0xce, &(v as u32).to_be_bytes());
         } else {
-            self.out.push(0xcf);
-            self.out.extend_from_slice(&v.to_be_bytes());
+            self.put(0xcf, &v.to_be_bytes());
         }
         Ok(())
     }
@@ -70,14 +73,11 @@ impl<'a> Encoder<'a> {
         } else if v >= -128 {
             self.out.extend_from_slice(&[0xd0, v as u8]);
         } else if v >= -32_768 {
-            self.out.push(0xd1);
-            self.out.extend_from_slice(&(v as i16).to_be_bytes());
+            self.put(0xd1, &(v as i16).to_be_bytes());
         } else if v >= -2_147_483_648 {
-            self.out.push(0xd2);
-            self.out.extend_from_slice(&(v as i32).to_be_bytes());
+            self.put(0xd2, &(v as i32).to_be_bytes());
         } else {
-            self.out.push(0xd3);
-            self.out.extend_from_slice(&v.to_be_bytes());
+            self.put(0xd3, &v.to_be_bytes());
         }
         Ok(())
     }

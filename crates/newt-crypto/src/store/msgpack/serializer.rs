@@ -63,13 +63,11 @@ where
         self.bytes(&v.to_be_bytes())
     }
     fn serialize_f32(self, v: f32) -> Result<(), Unsupported> {
-        self.out.push(0xca);
-        self.out.extend_from_slice(&v.to_be_bytes());
+        self.put(0xca, &v.to_be_bytes());
         Ok(())
     }
     fn serialize_f64(self, v: f64) -> Result<(), Unsupported> {
-        self.out.push(0xcb);
-        self.out.extend_from_slice(&v.to_be_bytes());
+        self.put(0xcb, &v.to_be_bytes());
         Ok(())
     }
     fn serialize_char(self, v: char) -> Result<(), Unsupported> {
