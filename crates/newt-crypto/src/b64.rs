@@ -24,6 +24,15 @@ pub fn encode(input: impl AsRef<[u8]>) -> String {
     LENIENT.encode(input)
 }
 
+/// Decodes exactly `N` bytes, padded or not; any other length is `None`.
+pub fn decode_array<const N: usize>(input: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    match LENIENT.decode_slice(input, &mut out) {
+        Ok(len) if len == N => Some(out),
+        _ => None,
+    }
+}
+
 /// Appends `input` as unpadded standard base64 to `out`.
 pub fn encode_into(out: &mut String, input: impl AsRef<[u8]>) {
     LENIENT.encode_string(input, out);
@@ -48,5 +57,20 @@ mod tests {
             assert_eq!(super::decode(encoded).unwrap(), plain.as_bytes());
         }
         assert_eq!(super::decode("Zg==").unwrap(), b"f");
+    }
+
+    /// Exactly `N` bytes decode; shorter and longer input is refused.
+    #[test]
+    fn decode_array_takes_exactly_n_bytes() {
+        let key = [7u8; 32];
+        let text = super::encode(key);
+        assert_eq!(text.len(), 43);
+        assert_eq!(super::decode_array::<32>(&text), Some(key));
+        assert_eq!(super::decode_array::<32>(&format!("{text}=")), Some(key));
+        // 44 unpadded characters hold 33 bytes.
+        assert_eq!(super::decode_array::<32>(&format!("{text}A")), None);
+        assert_eq!(super::decode_array::<32>(&text[..42]), None);
+        assert_eq!(super::decode_array::<32>(""), None);
+        assert_eq!(super::decode_array::<32>("not base64!"), None);
     }
 }

@@ -74,7 +74,7 @@ impl VerifiedDeviceKeys {
     /// proof was made).
     pub fn ed25519(&self) -> Option<Ed25519PublicKey> {
         self.parsed
-            .or_else(|| Ed25519PublicKey::from_base64(&self.ed25519).ok())
+            .or_else(|| crate::signing::parse_ed25519_key(&self.ed25519))
     }
 
     /// The parsed key if it was parsed when the proof was made.
@@ -136,8 +136,8 @@ pub fn verify_device_keys(
         .get(&ed_id)
         .and_then(Value::as_str)
         .ok_or(DeviceKeysError::MissingField("keys.ed25519"))?;
-    let ed25519 = Ed25519PublicKey::from_base64(ed25519)
-        .map_err(|_| DeviceKeysError::MalformedKey(ed_id.clone()))?;
+    let ed25519 = crate::signing::parse_ed25519_key(ed25519)
+        .ok_or_else(|| DeviceKeysError::MalformedKey(ed_id.clone()))?;
     let curve25519 = keys
         .get(&curve_id)
         .and_then(Value::as_str)

@@ -36,7 +36,7 @@ impl KeyCache {
         if let Some(key) = self.0.lock().ok().and_then(|map| map.get(text).copied()) {
             return Some(key);
         }
-        let key = Ed25519PublicKey::from_base64(text).ok()?;
+        let key = crate::signing::parse_ed25519_key(text)?;
         self.insert(text, key);
         Some(key)
     }

@@ -67,7 +67,7 @@ async fn claims_are_topped_up_and_fallback_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let mut client = login(&alice, dir.path()).await;
     let me = client.identity();
-    let ed = Ed25519PublicKey::from_base64(&me.ed25519).unwrap();
+    let ed = newt_crypto::signing::parse_ed25519_key(&me.ed25519).unwrap();
     let bob = Peer::new("bob");
 
     let mut one_time = BTreeSet::new();

@@ -3,7 +3,6 @@
 use newt_crypto::ruma::{OwnedDeviceId, OwnedUserId};
 use newt_crypto::signing::verify_json;
 use newt_crypto::store::{MemoryStore, Store, StoreTxn};
-use newt_crypto::vodozemac::Ed25519PublicKey;
 use newt_crypto::{
     OlmMachine, OpenError, OutgoingRequest, RequestKind, ResponseError, SyncChanges, Timestamp,
 };
@@ -97,7 +96,7 @@ fn first_upload_is_complete_and_signed() {
         verified.algorithms(),
         ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"]
     );
-    let ed = Ed25519PublicKey::from_base64(machine.ed25519_key()).unwrap();
+    let ed = newt_crypto::signing::parse_ed25519_key(machine.ed25519_key()).unwrap();
     let otks = body["one_time_keys"].as_object().unwrap();
     assert_eq!(otks.len(), 25);
     for (id, key) in otks {

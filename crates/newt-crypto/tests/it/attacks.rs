@@ -379,6 +379,58 @@ fn device_with_bad_self_signature_is_ignored() {
     assert!(bob.machine.devices(&mut txn, &eve.user).unwrap().is_empty());
 }
 
+/// A device key of 44 unpadded characters decodes to 33 bytes: it is
+/// refused as malformed, where vodozemac's own parser panics (a fuzzer
+/// found this). The same key with `=` padding is accepted (SIG-05).
+#[test]
+fn overlong_and_padded_ed25519_keys() {
+    for (suffix, accepted) in [("A", false), ("=", true)] {
+        let mut router = Router::new();
+        let mut bob = router.device("bob", "B1");
+        let eve = RawPeer::new(&mut router, "eve", "EVE1");
+        let mut keys = eve.device_keys.clone();
+        keys["keys"]["ed25519:EVE1"] = json!(format!("{}{suffix}", eve.ed25519()));
+        keys.as_object_mut().unwrap().remove("signatures");
+        let Value::Object(mut map) = keys else {
+            unreachable!()
+        };
+        newt_crypto::signing::sign_json(&mut map, eve.user.as_str(), "ed25519:EVE1", |m| {
+            eve.account.sign(m)
+        })
+        .unwrap();
+        let keys = Value::Object(map);
+        router.tamper_query = Some(Box::new(move |resp: &mut Value| {
+            if let Some(d) = resp.pointer_mut("/device_keys/@eve:example.org/EVE1") {
+                *d = keys.clone();
+            }
+        }));
+        let mut txn = bob.store.transaction().unwrap();
+        bob.machine
+            .update_tracked_users(&mut txn, std::slice::from_ref(&eve.user))
+            .unwrap();
+        txn.commit().unwrap();
+        let outcomes = router.flush(&mut bob);
+        let rejected: Vec<_> = outcomes
+            .iter()
+            .filter_map(|o| o.query.as_ref())
+            .flat_map(|q| q.rejected.iter())
+            .collect();
+        let mut txn = bob.store.transaction().unwrap();
+        let devices = bob.machine.devices(&mut txn, &eve.user).unwrap();
+        if accepted {
+            assert!(rejected.is_empty(), "{rejected:?}");
+            assert_eq!(devices.len(), 1);
+            assert_eq!(devices[0].keys.ed25519_base64(), eve.ed25519());
+        } else {
+            assert!(matches!(
+                rejected[0].reason,
+                DeviceRejection::Invalid(DeviceKeysError::MalformedKey(_))
+            ));
+            assert!(devices.is_empty());
+        }
+    }
+}
+
 /// TRK-07: the server lists one device's keys under another device ID.
 #[test]
 fn swapped_device_ids_are_refused() {
