@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_request_bodies.sql"),
     include_str!("../migrations/0005_olm_changes.sql"),
     include_str!("../migrations/0006_index_uses.sql"),
+    include_str!("../migrations/0007_box_v2.sql"),
 ];
 
 /// The newest schema version this build knows.
