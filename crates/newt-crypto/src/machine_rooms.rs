@@ -75,6 +75,8 @@ impl OlmMachine {
                 .map(|(e, _)| e)
                 .collect();
             let room_id = &update.room_id;
+            // Reserved once: growing a vector of large outcomes copies it.
+            outcome.room_events.reserve(encrypted.len());
             megolm::batch::decrypt_timeline(
                 txn,
                 &me.cache,

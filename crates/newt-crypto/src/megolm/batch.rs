@@ -74,11 +74,11 @@ struct Lent<'e> {
 /// on each, in order, on this thread. Large batches are decrypted ahead,
 /// one session per core, in chunks: while one chunk is checked here, the
 /// next decrypts on the other cores.
-pub(crate) fn decrypt_timeline<T: StoreTxn>(
+pub(crate) fn decrypt_timeline<'e, T: StoreTxn>(
     txn: &mut T,
     cache: &BatchCache,
     room_id: &str,
-    events: &[&Value],
+    events: &[&'e Value],
     mut check: impl FnMut(&mut T, &EncryptedEvent<'_>, Option<AheadResult>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     if events.len() < AHEAD_MIN {
@@ -86,30 +86,36 @@ pub(crate) fn decrypt_timeline<T: StoreTxn>(
             .iter()
             .try_for_each(|event| check(txn, &EncryptedEvent::of(event), None));
     }
-    let (events, parsed): (Vec<EncryptedEvent<'_>>, Vec<_>) = parse_all(events).into_iter().unzip();
-    preload(txn, cache, room_id, &parsed)?;
-    let mut parsed = parsed.into_iter();
-    let mut chunks = std::iter::from_fn(|| {
-        let chunk: Vec<_> = parsed.by_ref().take(CHUNK).collect();
-        (!chunk.is_empty()).then_some(chunk)
-    });
-    let mut ready = match chunks.next() {
-        Some(first) => compute(lend(cache, room_id, first)),
-        None => Vec::new(),
+    // One vector for both: a thousand events' worth is fresh memory, so
+    // it is not copied into two more.
+    let mut items = parse_all(events);
+    preload(txn, cache, room_id, items.iter().map(|(_, parsed)| parsed))?;
+    let take = |items: &mut [(EncryptedEvent<'e>, Option<Parsed<'e>>)], n: usize| {
+        let start = (n * CHUNK).min(items.len());
+        let end = (start + CHUNK).min(items.len());
+        items[start..end]
+            .iter_mut()
+            .map(|(_, parsed)| parsed.take())
+            .collect::<Vec<_>>()
     };
-    for (n, chunk) in events.chunks(CHUNK).enumerate() {
+    let chunks = items.len().div_ceil(CHUNK);
+    let mut ready = compute(lend(cache, room_id, take(&mut items, 0)));
+    for n in 0..chunks {
         // Each event is handed its own result, found by its place.
-        let mut results = install(cache, room_id, ready, n * CHUNK, chunk.len());
+        let start = n * CHUNK;
+        let len = CHUNK.min(items.len() - start);
+        let mut results = install(cache, room_id, ready, start, len);
+        let work = (n + 1 < chunks).then(|| lend(cache, room_id, take(&mut items, n + 1)));
+        let chunk = &items[start..start + len];
         let mut run = |txn: &mut T| {
             chunk
                 .iter()
                 .zip(results.iter_mut())
-                .try_for_each(|(event, result)| check(txn, event, result.take()))
+                .try_for_each(|((event, _), result)| check(txn, event, result.take()))
         };
-        let Some(next) = chunks.next() else {
+        let Some(work) = work else {
             return run(txn);
         };
-        let work = lend(cache, room_id, next);
         let mut computed = Vec::new();
         let mut checked = Ok(());
         rayon::in_place_scope(|scope| {
@@ -151,14 +157,14 @@ fn parse_all<'e>(events: &[&'e Value]) -> Vec<(EncryptedEvent<'e>, Option<Parsed
 /// the indices its messages name: one query per session for the batch.
 /// The indices are the unauthenticated ones, only to fill the cache; the
 /// check uses the decrypted index and loads what the cache lacks.
-fn preload(
+fn preload<'p, 'e: 'p>(
     txn: &mut impl StoreTxn,
     cache: &BatchCache,
     room_id: &str,
-    parsed: &[Option<Parsed<'_>>],
+    parsed: impl Iterator<Item = &'p Option<Parsed<'e>>>,
 ) -> Result<(), StoreError> {
     let mut indices: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for item in parsed.iter().flatten() {
+    for item in parsed.flatten() {
         let index = item.message.as_ref().ok().map(MegolmMessage::message_index);
         let listed = indices.entry(item.session_id).or_default();
         listed.extend(index);

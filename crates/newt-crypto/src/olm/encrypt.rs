@@ -195,8 +195,8 @@ pub(crate) fn encrypt_for_devices(
         })
         .collect();
     let mut messages: Messages = BTreeMap::new();
-    let mut advanced = Vec::new();
-    let mut live = Vec::new();
+    let mut advanced = Vec::with_capacity(devices.len());
+    let mut live = Vec::with_capacity(devices.len());
     for (device, result) in devices.iter().zip(encrypted) {
         let id = (device.user_id().to_owned(), device.device_id().to_owned());
         let Some(done) = result else {
