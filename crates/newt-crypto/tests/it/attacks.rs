@@ -6,6 +6,7 @@ use crate::raw_peer::RawPeer;
 use crate::router::{Peer, Router, decrypted, rejected};
 use newt_crypto::store::{Store, StoreTxn};
 use newt_crypto::vodozemac::Curve25519PublicKey;
+use newt_crypto::vodozemac::olm::Account;
 use newt_crypto::{ClaimFailure, DeviceKeysError, DeviceRejection, SenderTrust, ToDeviceError};
 use serde_json::{Value, json};
 
@@ -21,6 +22,39 @@ fn setup() -> (Router, Peer, RawPeer) {
 fn sessions_with(bob: &mut Peer, key: &str) -> usize {
     let mut txn = bob.store.transaction().unwrap();
     txn.load_olm_sessions(key).unwrap().len()
+}
+
+/// Bob starts tracking `user`; the outcomes of the queries that follow.
+fn track(
+    router: &mut Router,
+    bob: &mut Peer,
+    user: &newt_crypto::ruma::OwnedUserId,
+) -> Vec<newt_crypto::ResponseOutcome> {
+    let mut txn = bob.store.transaction().unwrap();
+    bob.machine
+        .update_tracked_users(&mut txn, std::slice::from_ref(user))
+        .unwrap();
+    txn.commit().unwrap();
+    router.flush(bob)
+}
+
+/// Has the server list `keys`, signed by `signer` for eve's user ID, as
+/// eve's device EVE1.
+fn serve_resigned_eve1(router: &mut Router, eve: &RawPeer, mut keys: Value, signer: &Account) {
+    keys.as_object_mut().unwrap().remove("signatures");
+    let Value::Object(mut map) = keys else {
+        unreachable!()
+    };
+    newt_crypto::signing::sign_json(&mut map, eve.user.as_str(), "ed25519:EVE1", |m| {
+        signer.sign(m)
+    })
+    .unwrap();
+    let keys = Value::Object(map);
+    router.tamper_query = Some(Box::new(move |resp: &mut Value| {
+        if let Some(d) = resp.pointer_mut("/device_keys/@eve:example.org/EVE1") {
+            *d = keys.clone();
+        }
+    }));
 }
 
 /// Sends eve's `plaintext` to bob as `outer_sender` and returns the
@@ -360,12 +394,7 @@ fn device_with_bad_self_signature_is_ignored() {
             d["algorithms"] = json!(["m.olm.v1.curve25519-aes-sha2"]);
         }
     }));
-    let mut txn = bob.store.transaction().unwrap();
-    bob.machine
-        .update_tracked_users(&mut txn, std::slice::from_ref(&eve.user))
-        .unwrap();
-    txn.commit().unwrap();
-    let outcomes = router.flush(&mut bob);
+    let outcomes = track(&mut router, &mut bob, &eve.user);
     let query = outcomes
         .iter()
         .filter_map(|o| o.query.as_ref())
@@ -390,26 +419,8 @@ fn overlong_and_padded_ed25519_keys() {
         let eve = RawPeer::new(&mut router, "eve", "EVE1");
         let mut keys = eve.device_keys.clone();
         keys["keys"]["ed25519:EVE1"] = json!(format!("{}{suffix}", eve.ed25519()));
-        keys.as_object_mut().unwrap().remove("signatures");
-        let Value::Object(mut map) = keys else {
-            unreachable!()
-        };
-        newt_crypto::signing::sign_json(&mut map, eve.user.as_str(), "ed25519:EVE1", |m| {
-            eve.account.sign(m)
-        })
-        .unwrap();
-        let keys = Value::Object(map);
-        router.tamper_query = Some(Box::new(move |resp: &mut Value| {
-            if let Some(d) = resp.pointer_mut("/device_keys/@eve:example.org/EVE1") {
-                *d = keys.clone();
-            }
-        }));
-        let mut txn = bob.store.transaction().unwrap();
-        bob.machine
-            .update_tracked_users(&mut txn, std::slice::from_ref(&eve.user))
-            .unwrap();
-        txn.commit().unwrap();
-        let outcomes = router.flush(&mut bob);
+        serve_resigned_eve1(&mut router, &eve, keys, &eve.account);
+        let outcomes = track(&mut router, &mut bob, &eve.user);
         let rejected: Vec<_> = outcomes
             .iter()
             .filter_map(|o| o.query.as_ref())
@@ -467,20 +478,7 @@ fn changed_device_keys_are_refused() {
     // Re-sign for eve's user ID so only the key change is wrong.
     let mut resigned = impostor.device_keys.clone();
     resigned["user_id"] = json!(eve.user);
-    resigned.as_object_mut().unwrap().remove("signatures");
-    let Value::Object(mut map) = resigned else {
-        unreachable!()
-    };
-    newt_crypto::signing::sign_json(&mut map, eve.user.as_str(), "ed25519:EVE1", |m| {
-        impostor.account.sign(m)
-    })
-    .unwrap();
-    let resigned = Value::Object(map);
-    router.tamper_query = Some(Box::new(move |resp: &mut Value| {
-        if let Some(d) = resp.pointer_mut("/device_keys/@eve:example.org/EVE1") {
-            *d = resigned.clone();
-        }
-    }));
+    serve_resigned_eve1(&mut router, &eve, resigned, &impostor.account);
     bob.apply(&changed(&eve.user), router.now());
     let outcomes = router.flush(&mut bob);
     let query = outcomes.iter().find_map(|o| o.query.clone()).unwrap();
