@@ -229,11 +229,22 @@ pub(crate) fn absorb_to_device(
     outcomes: &[crate::to_device::ToDeviceOutcome],
 ) -> Result<Vec<RoomEventOutcome>, crate::store::StoreError> {
     use crate::to_device::ToDeviceOutcome;
-    let mut opened = Vec::new();
-    for outcome in outcomes {
-        match outcome {
+    use rayon::prelude::*;
+    // Each key's signature check is independent: every core takes some.
+    let parsed: Vec<Option<receive::ParsedRoomKey>> = outcomes
+        .par_iter()
+        .map(|outcome| match outcome {
             ToDeviceOutcome::Decrypted(event) if event.event_type == "m.room_key" => {
-                match receive::room_key(txn, event)? {
+                Some(receive::parse_room_key(event))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut opened = Vec::new();
+    for (outcome, parsed) in outcomes.iter().zip(parsed) {
+        match (outcome, parsed) {
+            (ToDeviceOutcome::Decrypted(event), Some(parsed)) => {
+                match receive::room_key(txn, event, parsed)? {
                     Ok(receive::Stored::Updated(room, session)) => {
                         opened.extend(decrypt::retry(txn, me, &room, &session)?);
                     }
@@ -243,14 +254,19 @@ pub(crate) fn absorb_to_device(
                     }
                 }
             }
-            ToDeviceOutcome::Decrypted(event) if event.event_type == "m.room_key.withheld" => {
+            (ToDeviceOutcome::Decrypted(event), None)
+                if event.event_type == "m.room_key.withheld" =>
+            {
                 receive::withheld(txn, event.sender.as_str(), &event.content)?;
             }
-            ToDeviceOutcome::Plain {
-                sender,
-                event_type,
-                content,
-            } if event_type == "m.room_key.withheld" => {
+            (
+                ToDeviceOutcome::Plain {
+                    sender,
+                    event_type,
+                    content,
+                },
+                None,
+            ) if event_type == "m.room_key.withheld" => {
                 receive::withheld(txn, sender, content)?;
             }
             _ => {}

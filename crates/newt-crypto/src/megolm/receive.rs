@@ -31,32 +31,41 @@ pub(crate) enum Stored {
     Kept,
 }
 
-/// MEG-01..07: checks and stores an `m.room_key` that arrived over Olm.
-pub(crate) fn room_key(
-    txn: &mut impl StoreTxn,
-    event: &DecryptedToDevice,
-) -> Result<Result<Stored, RoomKeyError>, StoreError> {
-    let content = &event.content;
+/// A room key's room and its session, or why it was refused.
+pub(crate) type ParsedRoomKey = Result<(String, InboundGroupSession), RoomKeyError>;
+
+/// MEG-01..03: reads an `m.room_key` and checks its session key's
+/// signature. It touches no store, so a batch runs it on every core.
+pub(crate) fn parse_room_key(event: &DecryptedToDevice) -> ParsedRoomKey {
     let field = |name: &'static str| {
-        content
+        event
+            .content
             .get(name)
             .and_then(Value::as_str)
             .ok_or(RoomKeyError::Malformed(name))
     };
-    let parsed = (|| {
-        if field("algorithm")? != crate::MEGOLM_ALGORITHM {
-            return Err(RoomKeyError::Malformed("algorithm"));
-        }
-        let room_id = field("room_id")?;
-        let session_id = field("session_id")?;
-        let key = SessionKey::from_base64(field("session_key")?)
-            .map_err(|_| RoomKeyError::InvalidSessionKey)?;
-        let session = InboundGroupSession::new(&key, SessionConfig::version_1());
-        if session.session_id() != session_id {
-            return Err(RoomKeyError::SessionIdMismatch);
-        }
-        Ok((room_id.to_owned(), session))
-    })();
+    if field("algorithm")? != crate::MEGOLM_ALGORITHM {
+        return Err(RoomKeyError::Malformed("algorithm"));
+    }
+    let room_id = field("room_id")?;
+    let session_id = field("session_id")?;
+    let key = SessionKey::from_base64(field("session_key")?)
+        .map_err(|_| RoomKeyError::InvalidSessionKey)?;
+    let session = InboundGroupSession::new(&key, SessionConfig::version_1());
+    if session.session_id() != session_id {
+        return Err(RoomKeyError::SessionIdMismatch);
+    }
+    Ok((room_id.to_owned(), session))
+}
+
+/// MEG-04..07: stores an `m.room_key` that arrived over Olm, as
+/// [`parse_room_key`] read it.
+pub(crate) fn room_key(
+    txn: &mut impl StoreTxn,
+    event: &DecryptedToDevice,
+    parsed: ParsedRoomKey,
+) -> Result<Result<Stored, RoomKeyError>, StoreError> {
+    let content = &event.content;
     let (room_id, mut session) = match parsed {
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),

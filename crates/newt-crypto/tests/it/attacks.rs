@@ -553,3 +553,49 @@ fn bad_one_time_key_signature_makes_no_session() {
         vec![(bob.user.clone(), bob.device.clone())]
     );
 }
+
+/// MEG-03: in one sync, a room key whose `session_id` is not its key's,
+/// one whose key does not parse and a good one: only the good one is
+/// stored. (The keys of a batch are checked on every core first.)
+#[test]
+fn room_keys_with_a_foreign_session_id_or_a_bad_key_are_not_stored() {
+    use newt_crypto::vodozemac::megolm::GroupSession;
+    let (mut router, mut bob, eve) = setup();
+    let room = "!attack:example.org";
+    let key = |session_id: &str, session_key: &str| {
+        json!({
+            "algorithm": "m.megolm.v1.aes-sha2", "room_id": room,
+            "session_id": session_id, "session_key": session_key,
+        })
+    };
+    let (good, other) = (
+        GroupSession::new(Default::default()),
+        GroupSession::new(Default::default()),
+    );
+    let contents = [
+        key(&good.session_id(), &other.session_key().to_base64()),
+        key(&other.session_id(), "not a session key"),
+        key(&good.session_id(), &good.session_key().to_base64()),
+    ];
+    let mut session = eve.session_to(&mut router, &bob);
+    for content in contents {
+        let plain = eve.plaintext(&bob, "m.room_key", content);
+        let event = eve.event(&mut session, &bob, eve.user.as_str(), &plain);
+        router.inject(&bob.user, "B1", event);
+    }
+    let outcome = router.sync(&mut bob).to_device;
+    assert!(rejected(&outcome).is_empty(), "{outcome:?}");
+    let mut txn = bob.store.transaction().unwrap();
+    let stored = txn.load_inbound(room, &good.session_id()).unwrap().unwrap();
+    assert_eq!(
+        newt_crypto::vodozemac::megolm::InboundGroupSession::from_pickle(stored.pickle)
+            .session_id(),
+        good.session_id(),
+        "a key stored under another session's ID"
+    );
+    assert!(
+        txn.load_inbound(room, &other.session_id())
+            .unwrap()
+            .is_none()
+    );
+}
