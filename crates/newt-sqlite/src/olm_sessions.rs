@@ -5,7 +5,7 @@ use crate::txn::{SqliteTxn, backend, corrupt, exec_cached};
 use newt_crypto::store::codec::{decode_pickle, encode_pickle};
 use newt_crypto::store::{OlmSessionRecord, OlmSessionTimes, StoreError};
 use rayon::prelude::*;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 /// The associated data a session's pickle is sealed under.
 fn slot(sender_key: &str, session_id: &str) -> String {
@@ -65,6 +65,40 @@ impl SqliteTxn<'_> {
             out[index].push(record);
         }
         Ok(out)
+    }
+
+    pub(crate) fn olm_session(
+        &mut self,
+        sender_key: &str,
+        session_id: &str,
+    ) -> Result<Option<OlmSessionRecord>, StoreError> {
+        let row: Option<(Vec<u8>, String)> = self
+            .tx()
+            .prepare_cached(
+                "SELECT pickle, data FROM olm_sessions WHERE sender_key = ?1 AND session_id = ?2",
+            )
+            .map_err(backend)?
+            .query_row([sender_key, session_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(backend)?;
+        let Some((sealed, data)) = row else {
+            return Ok(None);
+        };
+        let pickle = self
+            .key()
+            .open(&slot(sender_key, session_id), &sealed)
+            .ok_or(StoreError::Decryption)?;
+        let times: OlmSessionTimes = serde_json::from_str(&data).map_err(corrupt)?;
+        Ok(Some(OlmSessionRecord {
+            sender_key: sender_key.to_owned(),
+            session_id: session_id.to_owned(),
+            pickle: Box::new(decode_pickle(&pickle)?),
+            created_at_ms: times.created_at_ms,
+            last_received_at_ms: times.last_received_at_ms,
+            retired: times.retired,
+        }))
     }
 
     pub(crate) fn put_olm_sessions(

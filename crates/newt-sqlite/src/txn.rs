@@ -304,6 +304,14 @@ impl StoreTxn for SqliteTxn<'_> {
         self.olm_sessions_of(sender_keys)
     }
 
+    fn load_olm_session(
+        &mut self,
+        sender_key: &str,
+        session_id: &str,
+    ) -> Result<Option<OlmSessionRecord>, StoreError> {
+        self.olm_session(sender_key, session_id)
+    }
+
     fn has_olm_session(&mut self, sender_key: &str) -> Result<bool, StoreError> {
         self.tx
             .query_row(

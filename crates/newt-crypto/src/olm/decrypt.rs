@@ -192,14 +192,17 @@ pub(crate) fn open(
         Ok(m) => m,
         Err(e) => return Ok(Err(ToDeviceError::Malformed(format!("Olm message: {e}")))),
     };
-    let mut known = sessions::load(txn, &sender_key)?;
-    // OLM-06: existing sessions first, for pre-key messages too.
-    for mut live in known.drain(..) {
-        if let OlmMessage::PreKey(pre) = &message
-            && pre.session_id() != live.session_id
-        {
-            continue;
-        }
+    // OLM-06: existing sessions first, for pre-key messages too. A
+    // pre-key message names its session: only that one is decoded.
+    let known = match &message {
+        OlmMessage::PreKey(pre) => txn
+            .load_olm_session(&sender_key, &pre.session_id())?
+            .map(LiveSession::from_record)
+            .into_iter()
+            .collect(),
+        OlmMessage::Normal(_) => sessions::load(txn, &sender_key)?,
+    };
+    for mut live in known {
         match live.session.decrypt(&message) {
             Ok(plaintext) => {
                 live.last_received_at_ms = Some(now.0);

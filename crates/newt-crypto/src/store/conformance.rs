@@ -224,6 +224,28 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
     );
     let restored = vodozemac::olm::Session::from_pickle(*again.into_iter().next().unwrap().pickle);
     assert!(ids.contains(&restored.session_id()));
+    // One session by its ID, with its metadata; no other key's.
+    let one = txn.load_olm_session(&bob_key, &ids[0]).unwrap().unwrap();
+    assert_eq!(
+        (one.session_id.as_str(), one.last_received_at_ms),
+        (ids[0].as_str(), Some(99))
+    );
+    let other = txn.load_olm_session(&bob_key, &ids[1]).unwrap().unwrap();
+    assert_eq!(other.created_at_ms, 1);
+    assert_eq!(
+        vodozemac::olm::Session::from_pickle(*other.pickle).session_id(),
+        ids[1]
+    );
+    assert!(
+        txn.load_olm_session(&bob_key, "no-such-session")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        txn.load_olm_session("someone-else", &ids[0])
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// An Olm session record filed under `sender_key`.

@@ -242,6 +242,25 @@ impl StoreTxn for MemoryTxn<'_> {
             .collect()
     }
 
+    fn load_olm_session(
+        &mut self,
+        sender_key: &str,
+        session_id: &str,
+    ) -> Result<Option<OlmSessionRecord>, StoreError> {
+        let key = (sender_key.to_owned(), session_id.to_owned());
+        let Some((pickle, times)) = self.state.sessions.get(&key) else {
+            return Ok(None);
+        };
+        Ok(Some(OlmSessionRecord {
+            pickle: Box::new(super::codec::decode_pickle(pickle)?),
+            sender_key: key.0,
+            session_id: key.1,
+            created_at_ms: times.created_at_ms,
+            last_received_at_ms: times.last_received_at_ms,
+            retired: times.retired,
+        }))
+    }
+
     fn has_olm_session(&mut self, sender_key: &str) -> Result<bool, StoreError> {
         let start = (sender_key.to_owned(), String::new());
         Ok(self

@@ -113,6 +113,19 @@ pub trait StoreTxn {
             .pop()
             .unwrap_or_default())
     }
+    /// The Olm session `session_id` with `sender_key`, if stored. A
+    /// pre-key message names its session, so only that one is decoded.
+    /// Stores override this to avoid loading the others.
+    fn load_olm_session(
+        &mut self,
+        sender_key: &str,
+        session_id: &str,
+    ) -> Result<Option<OlmSessionRecord>, StoreError> {
+        Ok(self
+            .load_olm_sessions(sender_key)?
+            .into_iter()
+            .find(|s| s.session_id == session_id))
+    }
     /// Whether any Olm session with `sender_key` exists. Stores override
     /// this to avoid loading the sessions.
     fn has_olm_session(&mut self, sender_key: &str) -> Result<bool, StoreError> {
