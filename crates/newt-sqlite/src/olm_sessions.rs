@@ -15,6 +15,28 @@ fn slot(sender_key: &str, session_id: &str) -> String {
 /// A row as read: which sender key it belongs to, then its columns.
 type Row = (usize, String, Vec<u8>, String);
 
+/// A stored row made a record again: its pickle opened and decoded.
+fn record(
+    key: &crate::key::StoreKey,
+    sender_key: String,
+    session_id: String,
+    sealed: &[u8],
+    data: &str,
+) -> Result<OlmSessionRecord, StoreError> {
+    let pickle = key
+        .open(&slot(&sender_key, &session_id), sealed)
+        .ok_or(StoreError::Decryption)?;
+    let times: OlmSessionTimes = serde_json::from_str(data).map_err(corrupt)?;
+    Ok(OlmSessionRecord {
+        sender_key,
+        session_id,
+        pickle: Box::new(decode_pickle(&pickle)?),
+        created_at_ms: times.created_at_ms,
+        last_received_at_ms: times.last_received_at_ms,
+        retired: times.retired,
+    })
+}
+
 impl SqliteTxn<'_> {
     pub(crate) fn olm_sessions_of(
         &mut self,
@@ -42,22 +64,8 @@ impl SqliteTxn<'_> {
         let records: Vec<(usize, OlmSessionRecord)> = rows
             .into_par_iter()
             .map(|(index, session_id, sealed, data)| {
-                let sender_key = &sender_keys[index];
-                let pickle = key
-                    .open(&slot(sender_key, &session_id), &sealed)
-                    .ok_or(StoreError::Decryption)?;
-                let times: OlmSessionTimes = serde_json::from_str(&data).map_err(corrupt)?;
-                Ok((
-                    index,
-                    OlmSessionRecord {
-                        sender_key: sender_key.clone(),
-                        session_id,
-                        pickle: Box::new(decode_pickle(&pickle)?),
-                        created_at_ms: times.created_at_ms,
-                        last_received_at_ms: times.last_received_at_ms,
-                        retired: times.retired,
-                    },
-                ))
+                let sender_key = sender_keys[index].clone();
+                Ok((index, record(key, sender_key, session_id, &sealed, &data)?))
             })
             .collect::<Result<_, StoreError>>()?;
         let mut out: Vec<Vec<OlmSessionRecord>> = sender_keys.iter().map(|_| Vec::new()).collect();
@@ -86,19 +94,8 @@ impl SqliteTxn<'_> {
         let Some((sealed, data)) = row else {
             return Ok(None);
         };
-        let pickle = self
-            .key()
-            .open(&slot(sender_key, session_id), &sealed)
-            .ok_or(StoreError::Decryption)?;
-        let times: OlmSessionTimes = serde_json::from_str(&data).map_err(corrupt)?;
-        Ok(Some(OlmSessionRecord {
-            sender_key: sender_key.to_owned(),
-            session_id: session_id.to_owned(),
-            pickle: Box::new(decode_pickle(&pickle)?),
-            created_at_ms: times.created_at_ms,
-            last_received_at_ms: times.last_received_at_ms,
-            retired: times.retired,
-        }))
+        let (sender_key, session_id) = (sender_key.to_owned(), session_id.to_owned());
+        record(self.key(), sender_key, session_id, &sealed, &data).map(Some)
     }
 
     pub(crate) fn put_olm_sessions(

@@ -129,6 +129,22 @@ macro_rules! bump {
     }};
 }
 
+/// A stored Olm session made a record again, its pickle decoded.
+fn olm_record(
+    sender_key: &str,
+    session_id: &str,
+    (pickle, times): &Sealed<OlmSessionTimes>,
+) -> Result<OlmSessionRecord, StoreError> {
+    Ok(OlmSessionRecord {
+        sender_key: sender_key.to_owned(),
+        session_id: session_id.to_owned(),
+        pickle: Box::new(super::codec::decode_pickle(pickle)?),
+        created_at_ms: times.created_at_ms,
+        last_received_at_ms: times.last_received_at_ms,
+        retired: times.retired,
+    })
+}
+
 impl Store for MemoryStore {
     type Txn<'a> = MemoryTxn<'a>;
 
@@ -227,16 +243,7 @@ impl StoreTxn for MemoryTxn<'_> {
                 sessions
                     .range(start..)
                     .take_while(|((key, _), _)| key == sender_key)
-                    .map(|((key, id), (pickle, times))| {
-                        Ok(OlmSessionRecord {
-                            sender_key: key.clone(),
-                            session_id: id.clone(),
-                            pickle: Box::new(super::codec::decode_pickle(pickle)?),
-                            created_at_ms: times.created_at_ms,
-                            last_received_at_ms: times.last_received_at_ms,
-                            retired: times.retired,
-                        })
-                    })
+                    .map(|((key, id), stored)| olm_record(key, id, stored))
                     .collect()
             })
             .collect()
@@ -248,17 +255,11 @@ impl StoreTxn for MemoryTxn<'_> {
         session_id: &str,
     ) -> Result<Option<OlmSessionRecord>, StoreError> {
         let key = (sender_key.to_owned(), session_id.to_owned());
-        let Some((pickle, times)) = self.state.sessions.get(&key) else {
-            return Ok(None);
-        };
-        Ok(Some(OlmSessionRecord {
-            pickle: Box::new(super::codec::decode_pickle(pickle)?),
-            sender_key: key.0,
-            session_id: key.1,
-            created_at_ms: times.created_at_ms,
-            last_received_at_ms: times.last_received_at_ms,
-            retired: times.retired,
-        }))
+        self.state
+            .sessions
+            .get(&key)
+            .map(|stored| olm_record(sender_key, session_id, stored))
+            .transpose()
     }
 
     fn has_olm_session(&mut self, sender_key: &str) -> Result<bool, StoreError> {
