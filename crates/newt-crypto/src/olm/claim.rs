@@ -143,13 +143,12 @@ fn claimed_key<'a>(response: &'a Value, user: &str, device: &str) -> Option<&'a 
         .map(|(_, key)| key)
 }
 
-/// Checks one claimed key and makes the session (CLM-01, CLM-03).
-fn establish(
-    account: &Account,
+/// Checks one claimed key (CLM-01): signed by the device, and a key.
+fn check_claimed(
     keys: &VerifiedDeviceKeys,
     ed25519: Option<vodozemac::Ed25519PublicKey>,
     key: Option<&Value>,
-) -> Result<Box<vodozemac::olm::Session>, ClaimFailure> {
+) -> Result<Curve25519PublicKey, ClaimFailure> {
     let key = key.ok_or(ClaimFailure::NoKey)?;
     let ed25519 = ed25519.ok_or(ClaimFailure::BadSignature)?;
     verify_json(
@@ -159,11 +158,18 @@ fn establish(
         &ed25519,
     )
     .map_err(|_| ClaimFailure::BadSignature)?;
-    let otk = key
-        .get("key")
+    key.get("key")
         .and_then(Value::as_str)
         .and_then(|k| Curve25519PublicKey::from_base64(k).ok())
-        .ok_or(ClaimFailure::MalformedKey)?;
+        .ok_or(ClaimFailure::MalformedKey)
+}
+
+/// Makes the session with a checked one-time key (CLM-03).
+fn establish(
+    account: &Account,
+    keys: &VerifiedDeviceKeys,
+    otk: Curve25519PublicKey,
+) -> Result<Box<vodozemac::olm::Session>, ClaimFailure> {
     account
         .create_outbound_session(SessionConfig::version_1(), keys.curve25519(), otk)
         // Boxed at once: a session is about 9 KiB, copied on every move.
@@ -212,13 +218,21 @@ pub(crate) fn receive_claim(
         let ed25519 = key_cache.get(picked.keys().ed25519_base64());
         work.push((picked, ed25519));
     }
-    let results: Vec<_> = work
+    // Every key checked, then every session made: each pass keeps its
+    // own precomputed tables in cache, where one device after another
+    // through both would evict them.
+    let checked: Vec<_> = work
         .par_iter()
         .map(|(picked, ed25519)| {
             let record = picked.record();
             let key = claimed_key(response, record.user_id.as_str(), record.device_id.as_str());
-            establish(account, picked.keys(), *ed25519, key)
+            check_claimed(picked.keys(), *ed25519, key)
         })
+        .collect();
+    let results: Vec<_> = work
+        .par_iter()
+        .zip(checked)
+        .map(|((picked, _), otk)| otk.and_then(|otk| establish(account, picked.keys(), otk)))
         .collect();
     let mut outcome = ClaimOutcome::default();
     // New sessions, and whether each is its device's only usable one.
