@@ -137,21 +137,50 @@ impl SqliteTxn<'_> {
         used: &IndexUse,
     ) -> Result<(), StoreError> {
         let session = self.index_session_or_new(room_id, session_id)?;
-        self.tx()
+        self.index_upsert(&[(session, index, used)])
+    }
+
+    /// A timeline's uses through one statement, grouped by session so
+    /// that consecutive rows land in the same leaf page. (One statement
+    /// of many rows would be slower: SQLite keeps a statement journal of
+    /// every page it touches, in case a row fails midway.)
+    pub(crate) fn index_save_many(
+        &mut self,
+        room_id: &str,
+        uses: &[(String, u32, IndexUse)],
+    ) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(uses.len());
+        for (session_id, index, used) in uses {
+            rows.push((
+                self.index_session_or_new(room_id, session_id)?,
+                *index,
+                used,
+            ));
+        }
+        // Stable: a later use of the same index still comes later.
+        rows.sort_by_key(|(session, index, _)| (*session, *index));
+        self.index_upsert(&rows)
+    }
+
+    fn index_upsert(&self, rows: &[(i64, u32, &IndexUse)]) -> Result<(), StoreError> {
+        let mut stmt = self
+            .tx()
             .prepare_cached(
                 "INSERT INTO megolm_index_uses (session, idx, event_id, origin_server_ts)
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(session, idx) DO UPDATE SET
                      event_id = excluded.event_id, origin_server_ts = excluded.origin_server_ts",
             )
-            .map_err(backend)?
-            .execute(params![
+            .map_err(backend)?;
+        for (session, index, used) in rows {
+            stmt.execute(params![
                 session,
                 index,
                 used.event_id,
                 ts_to_sql(used.origin_server_ts)
             ])
             .map_err(backend)?;
+        }
         Ok(())
     }
 }

@@ -126,6 +126,9 @@ impl SqliteStore {
         // megabyte `/sendToDevice` body stay in memory until the commit.
         conn.pragma_update(None, "cache_size", -16384)
             .map_err(sqlite)?;
+        // Room for every statement the store prepares (the default is
+        // 16): an evicted statement is compiled again on its next use.
+        conn.set_prepared_statement_cache_capacity(64);
         migrations::migrate(&conn, version, |tx| {
             if version == 0 {
                 let sealed = key

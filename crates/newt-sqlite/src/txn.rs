@@ -496,6 +496,14 @@ impl StoreTxn for SqliteTxn<'_> {
         self.index_save(room_id, session_id, index, used)
     }
 
+    fn save_index_uses(
+        &mut self,
+        room_id: &str,
+        uses: &[(String, u32, IndexUse)],
+    ) -> Result<(), StoreError> {
+        self.index_save_many(room_id, uses)
+    }
+
     fn save_undecrypted(&mut self, event: &UndecryptedEvent) -> Result<(), StoreError> {
         self.undecrypted_save(event)
     }

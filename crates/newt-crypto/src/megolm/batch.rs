@@ -38,6 +38,10 @@ pub(crate) struct BatchCache {
     /// loaded per session for the indices decrypted ahead and kept
     /// current by this input's own saves.
     pub(crate) index_uses: RefCell<BySession<BTreeMap<u32, Option<IndexUse>>>>,
+    /// MEG-08 uses recorded while a timeline is decrypted ahead, saved at
+    /// once when it ends (`None`: each use is saved as it is made).
+    /// `index_uses` holds them too, so no check misses one.
+    pub(crate) deferred_uses: RefCell<Option<Vec<(String, u32, IndexUse)>>>,
     /// Whether a sender's device is verified (`None`: unknown device).
     pub(crate) devices: RefCell<DeviceFacts>,
     /// The verdict last given for a session, and for which sender.
@@ -74,11 +78,11 @@ struct Lent<'e> {
 /// on each, in order, on this thread. Large batches are decrypted ahead,
 /// one session per core, in chunks: while one chunk is checked here, the
 /// next decrypts on the other cores.
-pub(crate) fn decrypt_timeline<'e, T: StoreTxn>(
+pub(crate) fn decrypt_timeline<T: StoreTxn>(
     txn: &mut T,
     cache: &BatchCache,
     room_id: &str,
-    events: &[&'e Value],
+    events: &[&Value],
     mut check: impl FnMut(&mut T, &EncryptedEvent<'_>, Option<AheadResult>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     if events.len() < AHEAD_MIN {
@@ -86,6 +90,21 @@ pub(crate) fn decrypt_timeline<'e, T: StoreTxn>(
             .iter()
             .try_for_each(|event| check(txn, &EncryptedEvent::of(event), None));
     }
+    *cache.deferred_uses.borrow_mut() = Some(Vec::new());
+    let decrypted = decrypt_ahead(txn, cache, room_id, events, check);
+    let deferred = cache.deferred_uses.borrow_mut().take();
+    decrypted?;
+    txn.save_index_uses(room_id, &deferred.unwrap_or_default())
+}
+
+/// The pipeline of [`decrypt_timeline`].
+fn decrypt_ahead<'e, T: StoreTxn>(
+    txn: &mut T,
+    cache: &BatchCache,
+    room_id: &str,
+    events: &[&'e Value],
+    mut check: impl FnMut(&mut T, &EncryptedEvent<'_>, Option<AheadResult>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     // One vector for both: a thousand events' worth is fresh memory, so
     // it is not copied into two more.
     let mut items = parse_all(events);

@@ -30,6 +30,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     queued_events_keep_order_and_content(&mut make());
     room_records_round_trip(&mut make());
     index_uses_roll_back_and_overwrite(&mut make());
+    index_uses_saved_together(&mut make());
 }
 
 fn state() -> AccountState {
@@ -756,6 +757,43 @@ pub fn index_uses_roll_back_and_overwrite<S: Store>(store: &mut S) {
         txn.load_index_use(room, "s2", 0).unwrap(),
         Some(used("$c", 3))
     );
+}
+
+/// MEG-08 records of a whole timeline saved at once, over two
+/// sessions and out of order: each is found, a later use of
+/// an index replaces an earlier one in the same list, and a rolled-back
+/// list leaves nothing.
+pub fn index_uses_saved_together<S: Store>(store: &mut S) {
+    let room = "!r:example.org";
+    let used = |n: u32| IndexUse {
+        event_id: format!("$e{n}"),
+        origin_server_ts: u64::from(n) + 1,
+    };
+    let session = |n: u32| if n.is_multiple_of(3) { "s2" } else { "s1" }.to_owned();
+    let mut uses: Vec<(String, u32, IndexUse)> =
+        (0..150).map(|n| (session(n), n, used(n))).collect();
+    uses.push(("s1".into(), 1, used(1000)));
+    {
+        let mut txn = store.transaction().unwrap();
+        txn.save_index_uses(room, &uses[..20]).unwrap();
+    }
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(txn.load_index_use(room, "s1", 1).unwrap(), None);
+    txn.save_index_uses(room, &uses).unwrap();
+    txn.save_index_uses(room, &[]).unwrap();
+    txn.commit().unwrap();
+
+    let mut txn = store.transaction().unwrap();
+    let all: Vec<u32> = (0..150).collect();
+    for name in ["s1", "s2"] {
+        let mut found = txn.load_index_uses(room, name, &all).unwrap();
+        found.sort_by_key(|(index, _)| *index);
+        let expected: Vec<(u32, IndexUse)> = (0..150)
+            .filter(|n| session(*n) == name)
+            .map(|n| (n, if n == 1 { used(1000) } else { used(n) }))
+            .collect();
+        assert_eq!(found, expected, "uses of {name}");
+    }
 }
 
 #[cfg(test)]

@@ -277,6 +277,18 @@ pub trait StoreTxn {
         index: u32,
         used: &IndexUse,
     ) -> Result<(), StoreError>;
+    /// Records many uses of one room's sessions, as if saved one by one in
+    /// order (a later use of the same index replaces an earlier one).
+    /// Stores override this to write a timeline's uses at once.
+    fn save_index_uses(
+        &mut self,
+        room_id: &str,
+        uses: &[(String, u32, IndexUse)],
+    ) -> Result<(), StoreError> {
+        uses.iter().try_for_each(|(session_id, index, used)| {
+            self.save_index_use(room_id, session_id, *index, used)
+        })
+    }
 
     /// Keeps an undecryptable event for a later retry (REC-05).
     fn save_undecrypted(&mut self, event: &UndecryptedEvent) -> Result<(), StoreError>;

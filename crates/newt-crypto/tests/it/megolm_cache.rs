@@ -86,6 +86,16 @@ fn replays_inside_a_large_batch_are_rejected() {
         "{:?}",
         first[40].result
     );
+    // Alone in a later sync, the replay meets the uses the batch saved.
+    let alone = deliver(vec![replay]);
+    assert!(
+        matches!(
+            alone[0].result,
+            Err(RoomDecryptError::Replay { index: 4, .. })
+        ),
+        "{:?}",
+        alone[0].result
+    );
     // Again, in a later sync: the originals decrypt again, the replay not.
     let again = deliver(events);
     assert!(again[..40].iter().all(|o| o.result.is_ok()));
