@@ -6,7 +6,7 @@
 use super::TrustVerdict;
 use super::by_session::BySession;
 use super::cache::{Entry, Sessions};
-use super::event::EncryptedEvent;
+use super::event::{EncryptedEvent, Payload};
 use crate::store::{IndexUse, StoreError, StoreTxn};
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::Value;
@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use vodozemac::megolm::{DecryptedMessage, DecryptionError, InboundGroupSession, MegolmMessage};
 
 /// A message decrypted ahead with its plaintext parsed (`None`: not
-/// JSON), or why not.
-pub(crate) type AheadResult = Result<(DecryptedMessage, Option<Value>), AheadError>;
+/// JSON; the plaintext is kept only then), or why not.
+pub(crate) type AheadResult = Result<(DecryptedMessage, Option<Payload>), AheadError>;
 
 /// Why a message could not be decrypted ahead.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ pub(crate) struct BatchCache {
     /// current by this input's own saves.
     pub(crate) index_uses: RefCell<BySession<BTreeMap<u32, Option<IndexUse>>>>,
     /// MEG-08 uses recorded while a timeline is decrypted ahead, saved at
-    /// once when it ends (`None`: each use is saved as it is made).
+    /// once after each chunk (`None`: each use is saved as it is made).
     /// `index_uses` holds them too, so no check misses one.
     pub(crate) deferred_uses: RefCell<Option<Vec<(String, u32, IndexUse)>>>,
     /// Whether a sender's device is verified (`None`: unknown device).
@@ -92,9 +92,26 @@ pub(crate) fn decrypt_timeline<T: StoreTxn>(
     }
     *cache.deferred_uses.borrow_mut() = Some(Vec::new());
     let decrypted = decrypt_ahead(txn, cache, room_id, events, check);
-    let deferred = cache.deferred_uses.borrow_mut().take();
-    decrypted?;
-    txn.save_index_uses(room_id, &deferred.unwrap_or_default())
+    *cache.deferred_uses.borrow_mut() = None;
+    decrypted
+}
+
+/// Saves the MEG-08 uses deferred since the last call, at once.
+fn save_deferred_uses(
+    txn: &mut impl StoreTxn,
+    cache: &BatchCache,
+    room_id: &str,
+) -> Result<(), StoreError> {
+    let uses = cache
+        .deferred_uses
+        .borrow_mut()
+        .as_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    if uses.is_empty() {
+        return Ok(());
+    }
+    txn.save_index_uses(room_id, &uses)
 }
 
 /// The pipeline of [`decrypt_timeline`].
@@ -126,11 +143,13 @@ fn decrypt_ahead<'e, T: StoreTxn>(
         let mut results = install(cache, room_id, ready, start, len);
         let work = (n + 1 < chunks).then(|| lend(cache, room_id, take(&mut items, n + 1)));
         let chunk = &items[start..start + len];
+        // A chunk's uses are saved with it, while the next one decrypts.
         let mut run = |txn: &mut T| {
             chunk
                 .iter()
                 .zip(results.iter_mut())
-                .try_for_each(|((event, _), result)| check(txn, event, result.take()))
+                .try_for_each(|((event, _), result)| check(txn, event, result.take()))?;
+            save_deferred_uses(txn, cache, room_id)
         };
         let Some(work) = work else {
             return run(txn);
@@ -253,9 +272,13 @@ fn compute(work: Vec<Lent<'_>>) -> Computed<'_> {
                 .into_iter()
                 .map(|(at, message)| {
                     let result = message.and_then(|m| {
-                        let done = lent.session.decrypt(&m).map_err(AheadError::Decrypt)?;
-                        // The plaintext is parsed here too, on this core.
-                        let parsed = serde_json::from_slice(&done.plaintext).ok();
+                        let mut done = lent.session.decrypt(&m).map_err(AheadError::Decrypt)?;
+                        // The plaintext is parsed here too, on this core,
+                        // and freed here once it is.
+                        let parsed = Payload::parse(&done.plaintext);
+                        if parsed.is_some() {
+                            done.plaintext = Vec::new();
+                        }
                         Ok((done, parsed))
                     });
                     (at, result)

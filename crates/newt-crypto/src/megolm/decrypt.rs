@@ -3,7 +3,7 @@
 
 use super::batch::{AheadError, AheadResult, BatchCache};
 use super::cache::Entry;
-use super::event::EncryptedEvent;
+use super::event::{EncryptedEvent, Payload};
 use super::{DecryptedRoomEvent, RoomDecryptError, RoomEventOutcome, TrustVerdict};
 use crate::store::{InboundInfo, IndexUse, StoreError, StoreTxn, UndecryptedEvent};
 use crate::time::Timestamp;
@@ -351,29 +351,18 @@ pub(crate) fn attempt(
             first_event_id,
         }));
     }
-    let parsed = parsed.or_else(|| serde_json::from_slice::<Value>(&decrypted.plaintext).ok());
-    let Some(mut plain) = parsed else {
+    let parsed = parsed.or_else(|| Payload::parse(&decrypted.plaintext));
+    let Some(payload) = parsed else {
         return Ok(Err(malformed("plaintext is not JSON")));
     };
     // MEG-09: the server cannot move a message to another room.
-    let payload_room = plain
-        .get("room_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if payload_room != room_id || !record_room_matches {
+    if payload.room_id != room_id || !record_room_matches {
         return Ok(Err(RoomDecryptError::WrongRoom {
-            payload_room: payload_room.to_owned(),
+            payload_room: payload.room_id,
         }));
     }
-    let event_type = plain
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let mut inner = plain
-        .get_mut("content")
-        .map(Value::take)
-        .unwrap_or(Value::Object(Default::default()));
+    let event_type = payload.event_type;
+    let mut inner = payload.content;
     // ENC-14: the relation in the clear counts; one inside is ignored.
     if let Some(inner) = inner.as_object_mut() {
         inner.remove("m.relates_to");

@@ -130,3 +130,36 @@ mod tests {
         assert!(EncryptedEvent::of(&content_not_object).content.is_none());
     }
 }
+
+/// A decrypted Megolm payload, split into what the event needs. The rest
+/// of the object is dropped where it was parsed: on a core decrypting
+/// ahead, memory freed by the thread that allocated it stays cheap.
+#[derive(Debug)]
+pub(crate) struct Payload {
+    /// `""` when absent or not a string (MEG-09 then refuses it).
+    pub(crate) room_id: String,
+    pub(crate) event_type: String,
+    /// An empty object when absent.
+    pub(crate) content: Value,
+}
+
+impl Payload {
+    /// `None` when the plaintext is not JSON.
+    pub(crate) fn parse(plaintext: &[u8]) -> Option<Self> {
+        let mut plain: Value = serde_json::from_slice(plaintext).ok()?;
+        let mut text = |key: &str| match plain.get_mut(key).map(Value::take) {
+            Some(Value::String(text)) => text,
+            _ => String::new(),
+        };
+        let (room_id, event_type) = (text("room_id"), text("type"));
+        let content = plain
+            .get_mut("content")
+            .map(Value::take)
+            .unwrap_or(Value::Object(Map::new()));
+        Some(Self {
+            room_id,
+            event_type,
+            content,
+        })
+    }
+}
