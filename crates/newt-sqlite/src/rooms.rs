@@ -1,12 +1,12 @@
 //! The room tables: room state, Megolm sessions, replay indices,
 //! undecryptable events and withheld notices.
 
-use crate::txn::{SqliteTxn, backend, corrupt, exec_cached};
+use crate::txn::{SqliteTxn, backend, corrupt, exec_cached, query_cached};
 use newt_crypto::store::{
     InboundInfo, InboundRecord, OutboundRecord, OutboundState, RoomRecord, StoreError,
     UndecryptedEvent, WithheldRecord,
 };
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 fn inbound_slot(room_id: &str, session_id: &str) -> String {
     format!("inbound:{room_id}:{session_id}")
@@ -49,15 +49,13 @@ impl SqliteTxn<'_> {
         &mut self,
         room_id: &str,
     ) -> Result<Option<OutboundRecord>, StoreError> {
-        let row: Option<(String, Vec<u8>, String)> = self
-            .tx()
-            .query_row(
-                "SELECT session_id, pickle, data FROM outbound_sessions WHERE room_id = ?1",
-                [room_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(backend)?;
+        let row: Option<(String, Vec<u8>, String)> = query_cached(
+            self.tx(),
+            "SELECT session_id, pickle, data FROM outbound_sessions WHERE room_id = ?1",
+            [room_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(backend)?;
         let Some((session_id, sealed, data)) = row else {
             return Ok(None);
         };
@@ -110,15 +108,13 @@ impl SqliteTxn<'_> {
         room_id: &str,
         session_id: &str,
     ) -> Result<Option<InboundRecord>, StoreError> {
-        let row: Option<(Vec<u8>, String)> = self
-            .tx()
-            .query_row(
-                "SELECT pickle, data FROM inbound_sessions WHERE room_id = ?1 AND session_id = ?2",
-                [room_id, session_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(backend)?;
+        let row: Option<(Vec<u8>, String)> = query_cached(
+            self.tx(),
+            "SELECT pickle, data FROM inbound_sessions WHERE room_id = ?1 AND session_id = ?2",
+            [room_id, session_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(backend)?;
         row.map(|(sealed, data)| {
             self.inbound_from_row(room_id.to_owned(), session_id.to_owned(), &sealed, &data)
         })

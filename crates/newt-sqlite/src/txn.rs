@@ -23,6 +23,16 @@ pub(crate) fn exec_cached<P: rusqlite::Params>(
     tx.prepare_cached(sql)?.execute(params)
 }
 
+/// The first row of a query through the statement cache, if any.
+pub(crate) fn query_cached<P: rusqlite::Params, T>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: P,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    tx.prepare_cached(sql)?.query_row(params, row).optional()
+}
+
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -70,13 +80,13 @@ impl<'a> SqliteTxn<'a> {
 
     /// Reads a named secret (for example the client's access token).
     pub fn load_secret(&mut self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        let sealed: Option<Vec<u8>> = self
-            .tx
-            .query_row("SELECT value FROM secrets WHERE name = ?1", [name], |row| {
-                row.get(0)
-            })
-            .optional()
-            .map_err(backend)?;
+        let sealed: Option<Vec<u8>> = query_cached(
+            &self.tx,
+            "SELECT value FROM secrets WHERE name = ?1",
+            [name],
+            |row| row.get(0),
+        )
+        .map_err(backend)?;
         match sealed {
             None => Ok(None),
             Some(sealed) => self
@@ -163,15 +173,13 @@ impl SqliteTxn<'_> {
 
 impl StoreTxn for SqliteTxn<'_> {
     fn load_account(&mut self) -> Result<Option<AccountRecord>, StoreError> {
-        let row: Option<(Vec<u8>, String)> = self
-            .tx
-            .query_row(
-                "SELECT pickle, state FROM account WHERE id = 0",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(backend)?;
+        let row: Option<(Vec<u8>, String)> = query_cached(
+            &self.tx,
+            "SELECT pickle, state FROM account WHERE id = 0",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(backend)?;
         let Some((sealed, state)) = row else {
             return Ok(None);
         };
@@ -313,15 +321,14 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn has_olm_session(&mut self, sender_key: &str) -> Result<bool, StoreError> {
-        self.tx
-            .query_row(
-                "SELECT 1 FROM olm_sessions WHERE sender_key = ?1 LIMIT 1",
-                [sender_key],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|found| found.is_some())
-            .map_err(backend)
+        query_cached(
+            &self.tx,
+            "SELECT 1 FROM olm_sessions WHERE sender_key = ?1 LIMIT 1",
+            [sender_key],
+            |_| Ok(()),
+        )
+        .map(|found| found.is_some())
+        .map_err(backend)
     }
 
     fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError> {
@@ -541,12 +548,13 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn get_value(&mut self, key: &str) -> Result<Option<String>, StoreError> {
-        self.tx
-            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |row| {
-                row.get(0)
-            })
-            .optional()
-            .map_err(backend)
+        query_cached(
+            &self.tx,
+            "SELECT value FROM kv WHERE key = ?1",
+            [key],
+            |row| row.get(0),
+        )
+        .map_err(backend)
     }
 
     fn set_value(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
