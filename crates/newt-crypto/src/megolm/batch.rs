@@ -12,6 +12,7 @@ use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use vodozemac::megolm::{DecryptedMessage, DecryptionError, InboundGroupSession, MegolmMessage};
 
 /// A message decrypted ahead with its plaintext parsed (`None`: not
@@ -55,6 +56,8 @@ pub(crate) type DeviceFacts = BTreeMap<(OwnedUserId, OwnedDeviceId, String, Stri
 const AHEAD_MIN: usize = 32;
 /// Events per step of the pipeline.
 const CHUNK: usize = 128;
+/// Events in the pipeline's last step at most: it is checked alone.
+const LAST_CHUNK: usize = 32;
 
 /// An event's session and its parsed ciphertext.
 struct Parsed<'e> {
@@ -126,23 +129,22 @@ fn decrypt_ahead<'e, T: StoreTxn>(
     // it is not copied into two more.
     let mut items = parse_all(events);
     preload(txn, cache, room_id, items.iter().map(|(_, parsed)| parsed))?;
+    let chunks = chunk_bounds(items.len());
     let take = |items: &mut [(EncryptedEvent<'e>, Option<Parsed<'e>>)], n: usize| {
-        let start = (n * CHUNK).min(items.len());
-        let end = (start + CHUNK).min(items.len());
-        items[start..end]
+        let Some(range) = chunks.get(n) else {
+            return Vec::new();
+        };
+        items[range.clone()]
             .iter_mut()
             .map(|(_, parsed)| parsed.take())
             .collect::<Vec<_>>()
     };
-    let chunks = items.len().div_ceil(CHUNK);
-    let mut ready = compute(lend(cache, room_id, take(&mut items, 0)));
-    for n in 0..chunks {
+    let mut ready = compute(room_id, lend(cache, room_id, take(&mut items, 0)));
+    for (n, range) in chunks.iter().enumerate() {
         // Each event is handed its own result, found by its place.
-        let start = n * CHUNK;
-        let len = CHUNK.min(items.len() - start);
-        let mut results = install(cache, room_id, ready, start, len);
-        let work = (n + 1 < chunks).then(|| lend(cache, room_id, take(&mut items, n + 1)));
-        let chunk = &items[start..start + len];
+        let mut results = install(cache, room_id, ready, range.start, range.len());
+        let work = (n + 1 < chunks.len()).then(|| lend(cache, room_id, take(&mut items, n + 1)));
+        let chunk = &items[range.clone()];
         // A chunk's uses are saved with it, while the next one decrypts.
         let mut run = |txn: &mut T| {
             chunk
@@ -157,13 +159,33 @@ fn decrypt_ahead<'e, T: StoreTxn>(
         let mut computed = Vec::new();
         let mut checked = Ok(());
         rayon::in_place_scope(|scope| {
-            scope.spawn(|_| computed = compute(work));
+            scope.spawn(|_| computed = compute(room_id, work));
             checked = run(txn);
         });
         checked?;
         ready = computed;
     }
     Ok(())
+}
+
+/// The pipeline's chunks: [`CHUNK`] events each, but the last one split
+/// so that at most [`LAST_CHUNK`] events are checked with nothing
+/// decrypting beside them.
+fn chunk_bounds(len: usize) -> Vec<Range<usize>> {
+    let mut bounds: Vec<Range<usize>> = (0..len)
+        .step_by(CHUNK)
+        .map(|start| start..(start + CHUNK).min(len))
+        .collect();
+    if let Some(last) = bounds.pop() {
+        if last.len() > LAST_CHUNK {
+            let split = last.end - LAST_CHUNK;
+            bounds.push(last.start..split);
+            bounds.push(split..last.end);
+        } else {
+            bounds.push(last);
+        }
+    }
+    bounds
 }
 
 /// Every event read and its session and message parsed, on every core.
@@ -263,7 +285,7 @@ type Computed<'e> = Vec<(&'e str, InboundGroupSession, Vec<(usize, AheadResult)>
 
 /// Decrypts a chunk, one session per core. Sessions advance, which
 /// changes no result: earlier indices stay readable.
-fn compute(work: Vec<Lent<'_>>) -> Computed<'_> {
+fn compute<'e>(room_id: &str, work: Vec<Lent<'e>>) -> Computed<'e> {
     use rayon::prelude::*;
     work.into_par_iter()
         .map(|mut lent| {
@@ -275,7 +297,7 @@ fn compute(work: Vec<Lent<'_>>) -> Computed<'_> {
                         let mut done = lent.session.decrypt(&m).map_err(AheadError::Decrypt)?;
                         // The plaintext is parsed here too, on this core,
                         // and freed here once it is.
-                        let parsed = Payload::parse(&done.plaintext);
+                        let parsed = Payload::parse(&done.plaintext, room_id);
                         if parsed.is_some() {
                             done.plaintext = Vec::new();
                         }
@@ -310,4 +332,31 @@ fn install(
         }
     }
     results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunks cover every event once, in order, none larger than a
+    /// step, and the last one checked alone is small.
+    #[test]
+    fn chunks_cover_the_timeline_and_end_small() {
+        for len in [0, 1, 31, 32, 33, 127, 128, 129, 160, 161, 1000, 1024] {
+            let bounds = chunk_bounds(len);
+            let mut next = 0;
+            for range in &bounds {
+                assert_eq!(range.start, next, "{len}: {bounds:?}");
+                assert!(
+                    !range.is_empty() && range.len() <= CHUNK,
+                    "{len}: {bounds:?}"
+                );
+                next = range.end;
+            }
+            assert_eq!(next, len, "{len}: {bounds:?}");
+            if let Some(last) = bounds.last() {
+                assert!(last.len() <= LAST_CHUNK, "{len}: {bounds:?}");
+            }
+        }
+    }
 }

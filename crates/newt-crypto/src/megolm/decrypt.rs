@@ -351,14 +351,14 @@ pub(crate) fn attempt(
             first_event_id,
         }));
     }
-    let parsed = parsed.or_else(|| Payload::parse(&decrypted.plaintext));
+    let parsed = parsed.or_else(|| Payload::parse(&decrypted.plaintext, room_id));
     let Some(payload) = parsed else {
         return Ok(Err(malformed("plaintext is not JSON")));
     };
     // MEG-09: the server cannot move a message to another room.
-    if payload.room_id != room_id || !record_room_matches {
+    if payload.other_room.is_some() || !record_room_matches {
         return Ok(Err(RoomDecryptError::WrongRoom {
-            payload_room: payload.room_id,
+            payload_room: payload.other_room.unwrap_or_else(|| room_id.to_owned()),
         }));
     }
     let event_type = payload.event_type;

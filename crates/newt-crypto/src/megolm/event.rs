@@ -136,8 +136,9 @@ mod tests {
 /// ahead, memory freed by the thread that allocated it stays cheap.
 #[derive(Debug)]
 pub(crate) struct Payload {
-    /// `""` when absent or not a string (MEG-09 then refuses it).
-    pub(crate) room_id: String,
+    /// MEG-09: `None` when the payload names the room it was received
+    /// in; else the room it names (`""` when absent or not a string).
+    pub(crate) other_room: Option<String>,
     pub(crate) event_type: String,
     /// An empty object when absent.
     pub(crate) content: Value,
@@ -145,19 +146,23 @@ pub(crate) struct Payload {
 
 impl Payload {
     /// `None` when the plaintext is not JSON.
-    pub(crate) fn parse(plaintext: &[u8]) -> Option<Self> {
+    pub(crate) fn parse(plaintext: &[u8], room_id: &str) -> Option<Self> {
         let mut plain: Value = serde_json::from_slice(plaintext).ok()?;
-        let mut text = |key: &str| match plain.get_mut(key).map(Value::take) {
+        let other_room = match plain.get("room_id") {
+            Some(Value::String(named)) if named == room_id => None,
+            Some(Value::String(named)) => Some(named.clone()),
+            _ => Some(String::new()),
+        };
+        let event_type = match plain.get_mut("type").map(Value::take) {
             Some(Value::String(text)) => text,
             _ => String::new(),
         };
-        let (room_id, event_type) = (text("room_id"), text("type"));
         let content = plain
             .get_mut("content")
             .map(Value::take)
             .unwrap_or(Value::Object(Map::new()));
         Some(Self {
-            room_id,
+            other_room,
             event_type,
             content,
         })
