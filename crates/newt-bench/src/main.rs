@@ -35,20 +35,26 @@ struct Row {
     /// Median of the ratios of back-to-back pairs: drift on a shared
     /// machine hits both halves of a pair alike.
     ratio: f64,
+    /// The lowest and highest pair ratio: how noisy the median is.
+    spread: (f64, f64),
 }
 
 fn print(rows: &[Row]) {
-    println!("| workload | store | threads | newt ms | limit ms (1 thread) | newt/limit |");
-    println!("|---|---|---|---:|---:|---:|");
+    println!(
+        "| workload | store | threads | newt ms | limit ms (1 thread) | newt/limit | pairs (lowest–highest) |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.2} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2}–{:.2} |",
             r.workload,
             r.store,
             r.threads,
             ms(r.newt),
             ms(r.limit),
-            r.ratio
+            r.ratio,
+            r.spread.0,
+            r.spread.1
         );
     }
 }
@@ -112,6 +118,10 @@ fn run_all(
                 newt: median(pairs.iter().map(|p| p.1).collect()),
                 limit: median(pairs.iter().map(|p| p.0).collect()),
                 ratio: ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN),
+                spread: (
+                    ratios.first().copied().unwrap_or(f64::NAN),
+                    ratios.last().copied().unwrap_or(f64::NAN),
+                ),
             });
         }
     }
