@@ -193,11 +193,9 @@ fn check_index(
                 event_id: event_id.to_owned(),
                 origin_server_ts: ts,
             };
-            let deferred = me.cache.deferred_uses.borrow_mut().as_mut().map(|uses| {
-                uses.push((session_id.to_owned(), index, this_use.clone()));
-            });
-            if deferred.is_none() {
-                txn.save_index_use(room_id, session_id, index, &this_use)?;
+            match me.cache.deferred_uses.borrow_mut().as_mut() {
+                Some(uses) => uses.push((session_id.to_owned(), index, this_use.clone())),
+                None => txn.save_index_use(room_id, session_id, index, &this_use)?,
             }
             let mut uses = me.cache.index_uses.borrow_mut();
             match uses.get_mut(room_id, session_id) {
