@@ -2,9 +2,9 @@
 //! session. Rows are keyed by a small integer per (room, session), so the
 //! row written for every decrypted event is a few dozen bytes in one tree.
 
-use crate::txn::{SqliteTxn, backend};
+use crate::txn::{SqliteTxn, backend, query_cached};
 use newt_crypto::store::{IndexUse, StoreError};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use std::collections::BTreeMap;
 
 /// The integer IDs this transaction has looked up, by room then session.
@@ -45,15 +45,13 @@ impl SqliteTxn<'_> {
         if let Some(id) = self.session_ids.get(room_id, session_id) {
             return Ok(Some(id));
         }
-        let id: Option<i64> = self
-            .tx()
-            .prepare_cached(
-                "SELECT id FROM megolm_index_sessions WHERE room_id = ?1 AND session_id = ?2",
-            )
-            .map_err(backend)?
-            .query_row([room_id, session_id], |row| row.get(0))
-            .optional()
-            .map_err(backend)?;
+        let id: Option<i64> = query_cached(
+            self.tx(),
+            "SELECT id FROM megolm_index_sessions WHERE room_id = ?1 AND session_id = ?2",
+            [room_id, session_id],
+            |row| row.get(0),
+        )
+        .map_err(backend)?;
         if let Some(id) = id {
             self.session_ids.insert(room_id, session_id, id);
         }

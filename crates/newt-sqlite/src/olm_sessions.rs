@@ -1,11 +1,11 @@
 //! Olm sessions: SQL runs in order, opening and decoding (or encoding and
 //! sealing) the pickles runs on every core.
 
-use crate::txn::{SqliteTxn, backend, corrupt, exec_cached};
+use crate::txn::{SqliteTxn, backend, corrupt, exec_cached, query_cached};
 use newt_crypto::store::codec::{decode_pickle, encode_pickle};
 use newt_crypto::store::{OlmSessionRecord, OlmSessionTimes, StoreError};
 use rayon::prelude::*;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 /// The associated data a session's pickle is sealed under.
 fn slot(sender_key: &str, session_id: &str) -> String {
@@ -80,17 +80,13 @@ impl SqliteTxn<'_> {
         sender_key: &str,
         session_id: &str,
     ) -> Result<Option<OlmSessionRecord>, StoreError> {
-        let row: Option<(Vec<u8>, String)> = self
-            .tx()
-            .prepare_cached(
-                "SELECT pickle, data FROM olm_sessions WHERE sender_key = ?1 AND session_id = ?2",
-            )
-            .map_err(backend)?
-            .query_row([sender_key, session_id], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()
-            .map_err(backend)?;
+        let row: Option<(Vec<u8>, String)> = query_cached(
+            self.tx(),
+            "SELECT pickle, data FROM olm_sessions WHERE sender_key = ?1 AND session_id = ?2",
+            [sender_key, session_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(backend)?;
         let Some((sealed, data)) = row else {
             return Ok(None);
         };

@@ -5,7 +5,7 @@
 
 use crate::txn::{SqliteTxn, backend, exec_cached};
 use newt_crypto::store::StoreError;
-use rusqlite::OptionalExtension;
+use newt_crypto::store::StoreTxn;
 
 /// Covers Olm sessions; the `newt.` prefix is the store's own.
 pub(crate) const OLM: &str = "newt.olm_revision";
@@ -124,11 +124,7 @@ impl SqliteTxn<'_> {
 
     /// 0 until the first save.
     pub(crate) fn revision(&mut self, name: &str) -> Result<u64, StoreError> {
-        let value: Option<String> = self
-            .tx()
-            .prepare_cached("SELECT value FROM kv WHERE key = ?1")
-            .and_then(|mut s| s.query_row([name], |row| row.get(0)).optional())
-            .map_err(backend)?;
+        let value = self.get_value(name)?;
         value.map_or(Ok(0), |v| {
             v.parse()
                 .map_err(|_| StoreError::Corrupt(format!("{name} is not a number")))

@@ -194,11 +194,13 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn load_account_state(&mut self) -> Result<Option<AccountState>, StoreError> {
-        let state: Option<String> = self
-            .tx
-            .prepare_cached("SELECT state FROM account WHERE id = 0")
-            .and_then(|mut s| s.query_row([], |row| row.get(0)).optional())
-            .map_err(backend)?;
+        let state: Option<String> = query_cached(
+            &self.tx,
+            "SELECT state FROM account WHERE id = 0",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(backend)?;
         state
             .map(|s| serde_json::from_str(&s).map_err(corrupt))
             .transpose()
