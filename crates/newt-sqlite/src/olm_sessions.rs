@@ -1,8 +1,9 @@
-//! Olm sessions: SQL runs in order, opening and decoding (or encoding and
-//! sealing) the pickles runs on every core.
+//! Olm sessions: SQL runs in order, opening (or sealing) the pickles runs
+//! on every core. Pickles come encoded and leave encoded: the machine
+//! decodes the ones it uses.
 
 use crate::txn::{SqliteTxn, backend, corrupt, exec_cached, query_cached};
-use newt_crypto::store::codec::{decode_pickle, encode_pickle};
+use newt_crypto::store::codec::Encoded;
 use newt_crypto::store::{OlmSessionRecord, OlmSessionTimes, StoreError};
 use rayon::prelude::*;
 use rusqlite::params;
@@ -15,7 +16,7 @@ fn slot(sender_key: &str, session_id: &str) -> String {
 /// A row as read: which sender key it belongs to, then its columns.
 type Row = (usize, String, Vec<u8>, String);
 
-/// A stored row made a record again: its pickle opened and decoded.
+/// A stored row made a record again: its pickle opened.
 fn record(
     key: &crate::key::StoreKey,
     sender_key: String,
@@ -30,7 +31,7 @@ fn record(
     Ok(OlmSessionRecord {
         sender_key,
         session_id,
-        pickle: Box::new(decode_pickle(&pickle)?),
+        pickle: Encoded::from_bytes(pickle),
         created_at_ms: times.created_at_ms,
         last_received_at_ms: times.last_received_at_ms,
         retired: times.retired,
@@ -102,9 +103,9 @@ impl SqliteTxn<'_> {
         let sealed: Vec<(Vec<u8>, String)> = sessions
             .par_iter()
             .map(|session| {
-                let pickle = encode_pickle(&session.pickle)?;
+                let pickle = session.pickle.as_bytes();
                 let sealed = key
-                    .seal(&slot(&session.sender_key, &session.session_id), &pickle)
+                    .seal(&slot(&session.sender_key, &session.session_id), pickle)
                     .ok_or_else(|| StoreError::Backend("session too large".into()))?;
                 let times = OlmSessionTimes {
                     created_at_ms: session.created_at_ms,

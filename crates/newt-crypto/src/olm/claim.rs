@@ -247,7 +247,7 @@ pub(crate) fn receive_claim(
                     // REC-01: the old sessions broke; never encrypt with them again.
                     for mut old in sessions::load(txn, &curve)? {
                         old.retired = true;
-                        txn.save_olm_session(&old.to_record())?;
+                        txn.save_olm_session(&old.to_record()?)?;
                     }
                     true
                 } else {
@@ -285,7 +285,10 @@ pub(crate) fn receive_claim(
     // One batch, so the next send finds the sessions in the cache.
     let keys: Vec<String> = created.iter().map(|(s, _)| s.sender_key.clone()).collect();
     let taken = olm_cache.take(txn, &keys)?;
-    let records: Vec<_> = created.par_iter().map(|(s, _)| s.to_record()).collect();
+    let records: Vec<_> = created
+        .par_iter()
+        .map(|(s, _)| s.to_record())
+        .collect::<Result<_, _>>()?;
     txn.save_olm_sessions(&records)?;
     // A key claimed twice (two devices showing one identity key) has
     // two new sessions: leave the choice to the store.

@@ -198,6 +198,7 @@ pub(crate) fn open(
         OlmMessage::PreKey(pre) => txn
             .load_olm_session(&sender_key, &pre.session_id())?
             .map(LiveSession::from_record)
+            .transpose()?
             .into_iter()
             .collect(),
         OlmMessage::Normal(_) => sessions::load(txn, &sender_key)?,

@@ -171,27 +171,34 @@ pub(crate) fn encrypt_for_devices(
     let sender_key = quoted(sender.curve25519);
     // Unpickling, the ratchet step and pickling again are independent per
     // session: use every core.
-    let encrypted: Vec<Option<Encrypted>> = devices
+    // Collected by place (rayon's `Result` collect would gather lists of
+    // chunks and copy them again); the first error is raised below.
+    let encrypted: Vec<Result<Option<Encrypted>, StoreError>> = devices
         .par_iter()
         .zip(&keys)
         .zip(sources)
         .map(|((device, key), source)| {
             let mut live = match source {
                 Source::Cached(live) => live,
-                Source::Stored(records) => LiveSession::from_record(sessions::pick_best(records)?),
+                Source::Stored(records) => match sessions::pick_best(records) {
+                    Some(best) => LiveSession::from_record(best)?,
+                    None => return Ok(None),
+                },
             };
-            let message = live.session.encrypt(plaintext(&prefix, device)).ok()?;
+            let Ok(message) = live.session.encrypt(plaintext(&prefix, device)) else {
+                return Ok(None);
+            };
             let (kind, body) = match message {
                 OlmMessage::PreKey(m) => (0, m.to_bytes()),
                 OlmMessage::Normal(m) => (1, m.to_bytes()),
             };
             let content = encrypted_content(&sender_key, key, kind, &body);
-            let record = live.to_record();
-            Some(Encrypted {
+            let record = live.to_record()?;
+            Ok(Some(Encrypted {
                 content,
                 record,
                 live,
-            })
+            }))
         })
         .collect();
     let mut messages: Messages = BTreeMap::new();
@@ -199,7 +206,7 @@ pub(crate) fn encrypt_for_devices(
     let mut live = Vec::with_capacity(devices.len());
     for (device, result) in devices.iter().zip(encrypted) {
         let id = (device.user_id().to_owned(), device.device_id().to_owned());
-        let Some(done) = result else {
+        let Some(done) = result? else {
             outcome.missing_sessions.push(id);
             continue;
         };

@@ -7,6 +7,7 @@ use super::StoreError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use zeroize::{Zeroize, Zeroizing};
 
 const MSGPACK: u8 = 1;
@@ -42,6 +43,57 @@ pub fn encode_pickle<T: Serialize>(pickle: &T) -> Result<Zeroizing<Vec<u8>>, Sto
         scratch.clear();
         out
     })
+}
+
+/// A pickle encoded for storage, typed by what it decodes to. Stores keep
+/// its bytes as they are (sealed at rest) and hand them back: encoding and
+/// decoding happen where the session lives, on whichever core works on it,
+/// and no store needs to know vodozemac's pickle types.
+pub struct Encoded<T> {
+    bytes: Zeroizing<Vec<u8>>,
+    kind: PhantomData<fn() -> T>,
+}
+
+impl<T> Encoded<T> {
+    /// Bytes a store kept, to be decoded when the session is needed.
+    pub fn from_bytes(bytes: Zeroizing<Vec<u8>>) -> Self {
+        Self {
+            bytes,
+            kind: PhantomData,
+        }
+    }
+
+    /// The bytes to keep. Secret: seal them.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl<T: Serialize> Encoded<T> {
+    /// Encodes `pickle`.
+    pub fn encode(pickle: &T) -> Result<Self, StoreError> {
+        encode_pickle(pickle).map(Self::from_bytes)
+    }
+}
+
+impl<T: DeserializeOwned> Encoded<T> {
+    /// Decodes the pickle; a store's damaged bytes give `Corrupt`.
+    pub fn decode(&self) -> Result<T, StoreError> {
+        decode_pickle(&self.bytes)
+    }
+}
+
+impl<T> Clone for Encoded<T> {
+    fn clone(&self) -> Self {
+        Self::from_bytes(self.bytes.clone())
+    }
+}
+
+/// Secret: only the length shows.
+impl<T> std::fmt::Debug for Encoded<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Encoded({} bytes)", self.bytes.len())
+    }
 }
 
 /// Decodes a stored pickle (MessagePack, or JSON from older versions).

@@ -4,6 +4,7 @@
 //! stores. Each check panics with a message naming what broke.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use super::codec::Encoded;
 use super::{
     AccountRecord, AccountState, DeviceLocal, DeviceRecord, InboundInfo, InboundRecord, IndexUse,
     KeySource, Membership, OlmSessionRecord, OutboundRecord, OutboundState, PendingKind,
@@ -192,7 +193,7 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
         txn.save_olm_session(&OlmSessionRecord {
             sender_key: bob_key.clone(),
             session_id: session.session_id(),
-            pickle: Box::new(session.pickle()),
+            pickle: Encoded::encode(&session.pickle()).unwrap(),
             created_at_ms: i as u64,
             last_received_at_ms: None,
             retired: false,
@@ -223,7 +224,9 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
             .iter()
             .any(|s| s.session_id == ids[0] && s.last_received_at_ms == Some(99))
     );
-    let restored = vodozemac::olm::Session::from_pickle(*again.into_iter().next().unwrap().pickle);
+    let restored = vodozemac::olm::Session::from_pickle(
+        again.into_iter().next().unwrap().pickle.decode().unwrap(),
+    );
     assert!(ids.contains(&restored.session_id()));
     // One session by its ID, with its metadata; no other key's.
     let one = txn.load_olm_session(&bob_key, &ids[0]).unwrap().unwrap();
@@ -234,7 +237,7 @@ pub fn olm_sessions_round_trip<S: Store>(store: &mut S) {
     let other = txn.load_olm_session(&bob_key, &ids[1]).unwrap().unwrap();
     assert_eq!(other.created_at_ms, 1);
     assert_eq!(
-        vodozemac::olm::Session::from_pickle(*other.pickle).session_id(),
+        vodozemac::olm::Session::from_pickle(other.pickle.decode().unwrap()).session_id(),
         ids[1]
     );
     assert!(
@@ -265,7 +268,7 @@ fn olm_record(sender_key: &str) -> OlmSessionRecord {
     OlmSessionRecord {
         sender_key: sender_key.to_owned(),
         session_id: session.session_id(),
-        pickle: Box::new(session.pickle()),
+        pickle: Encoded::encode(&session.pickle()).unwrap(),
         created_at_ms: 1,
         last_received_at_ms: None,
         retired: false,

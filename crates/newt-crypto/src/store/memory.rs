@@ -23,7 +23,7 @@ struct State {
     values: BTreeMap<String, String>,
     users: BTreeMap<OwnedUserId, TrackedUser>,
     devices: BTreeMap<(OwnedUserId, OwnedDeviceId), DeviceRecord>,
-    sessions: BTreeMap<(String, String), Sealed<OlmSessionTimes>>,
+    sessions: BTreeMap<(String, String), (OlmPickle, OlmSessionTimes)>,
     pending: BTreeMap<String, PendingRequest>,
     queued: BTreeMap<String, QueuedToDevice>,
     rooms: BTreeMap<String, RoomRecord>,
@@ -129,16 +129,18 @@ macro_rules! bump {
     }};
 }
 
-/// A stored Olm session made a record again, its pickle decoded.
+type OlmPickle = super::codec::Encoded<vodozemac::olm::SessionPickle>;
+
+/// A stored Olm session made a record again; whoever uses it decodes it.
 fn olm_record(
     sender_key: &str,
     session_id: &str,
-    (pickle, times): &Sealed<OlmSessionTimes>,
+    (pickle, times): &(OlmPickle, OlmSessionTimes),
 ) -> Result<OlmSessionRecord, StoreError> {
     Ok(OlmSessionRecord {
         sender_key: sender_key.to_owned(),
         session_id: session_id.to_owned(),
-        pickle: Box::new(super::codec::decode_pickle(pickle)?),
+        pickle: pickle.clone(),
         created_at_ms: times.created_at_ms,
         last_received_at_ms: times.last_received_at_ms,
         retired: times.retired,
@@ -273,18 +275,14 @@ impl StoreTxn for MemoryTxn<'_> {
     }
 
     fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError> {
-        let encoded: Vec<_> = sessions
-            .par_iter()
-            .map(|s| super::codec::encode_pickle(&s.pickle))
-            .collect::<Result<_, _>>()?;
-        for (session, pickle) in sessions.iter().zip(encoded) {
+        for session in sessions {
             let times = OlmSessionTimes {
                 created_at_ms: session.created_at_ms,
                 last_received_at_ms: session.last_received_at_ms,
                 retired: session.retired,
             };
             let key = (session.sender_key.clone(), session.session_id.clone());
-            write!(self, sessions, key, Some((pickle, times)));
+            write!(self, sessions, key, Some((session.pickle.clone(), times)));
         }
         bump!(self, olm_revision);
         let mut keys: Vec<String> = sessions.iter().map(|s| s.sender_key.clone()).collect();

@@ -100,8 +100,8 @@ pub trait StoreTxn {
     fn delete_device(&mut self, user: &UserId, device: &DeviceId) -> Result<(), StoreError>;
 
     /// Every Olm session of each sender key (a device's Curve25519 key), in
-    /// the order of `sender_keys`. Batched, so stores can decode on every
-    /// core.
+    /// the order of `sender_keys`. Batched, so stores can open them on
+    /// every core. Pickles stay encoded: the machine decodes what it uses.
     fn load_olm_sessions_of(
         &mut self,
         sender_keys: &[String],
@@ -132,7 +132,8 @@ pub trait StoreTxn {
         Ok(!self.load_olm_sessions(sender_key)?.is_empty())
     }
     /// Inserts or replaces Olm sessions (by sender key and session ID).
-    /// Batched, so stores can encode and seal on every core.
+    /// Batched, so stores can seal on every core. Pickles come encoded:
+    /// keep their bytes (encrypted at rest) and return them unchanged.
     fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError>;
     /// Inserts or replaces one Olm session.
     fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError> {

@@ -167,9 +167,10 @@ pub struct OlmSessionRecord {
     pub sender_key: String,
     /// vodozemac's session ID.
     pub session_id: String,
-    /// The ratchet. Secret: stores encrypt it. Boxed: it is several
-    /// kilobytes, and records move through batches.
-    pub pickle: Box<vodozemac::olm::SessionPickle>,
+    /// The ratchet, encoded where the session was used (about 350 bytes
+    /// for a new session, where the pickle itself is 3.7 KiB). Secret:
+    /// stores encrypt it.
+    pub pickle: super::codec::Encoded<vodozemac::olm::SessionPickle>,
     /// When the session was made, in ms.
     pub created_at_ms: u64,
     /// When it last decrypted a message, in ms (CLM-05).

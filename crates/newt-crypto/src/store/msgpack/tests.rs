@@ -75,6 +75,17 @@ impl Serialize for UnsizedMap {
     }
 }
 
+/// Every byte, alone and inside a key: bytes are written without a branch.
+#[test]
+fn every_byte_value() {
+    let mut key = [0u8; 32];
+    for v in 0..=255u8 {
+        same(&v);
+        key[usize::from(v) % 32] = v;
+        same(&key);
+    }
+}
+
 #[test]
 fn numbers_at_every_boundary() {
     for v in [
