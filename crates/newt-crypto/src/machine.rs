@@ -23,7 +23,6 @@ use crate::to_device::{Batch, ToDeviceOutcome};
 use crate::tracking::{self, Own, QueryOutcome};
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use vodozemac::olm::Account;
 
 use crate::machine_types::{
@@ -285,26 +284,25 @@ impl OlmMachine {
         txn: &mut impl StoreTxn,
         recipients: &Recipients,
     ) -> Result<Vec<Picked>, StoreError> {
-        let wanted: Vec<(OwnedUserId, Option<&OwnedDeviceId>)> = match recipients {
-            Recipients::Users(users) => users.iter().map(|u| (u.clone(), None)).collect(),
-            Recipients::Devices(devices) => {
-                devices.iter().map(|(u, d)| (u.clone(), Some(d))).collect()
-            }
+        let mut wanted: Vec<(&OwnedUserId, Option<&OwnedDeviceId>)> = match recipients {
+            Recipients::Users(users) => users.iter().map(|u| (u, None)).collect(),
+            Recipients::Devices(devices) => devices.iter().map(|(u, d)| (u, Some(d))).collect(),
         };
-        let mut by_user: BTreeMap<OwnedUserId, Vec<Option<&OwnedDeviceId>>> = BTreeMap::new();
-        for (user, device) in wanted {
-            by_user.entry(user).or_default().push(device);
-        }
-        let users: Vec<OwnedUserId> = by_user.keys().cloned().collect();
+        // Grouped by user by sorting (one pass when already sorted), not
+        // through a map: this runs for every send.
+        wanted.sort_by(|a, b| a.0.cmp(b.0));
+        let groups: Vec<&[(&OwnedUserId, Option<&OwnedDeviceId>)]> =
+            wanted.chunk_by(|a, b| a.0 == b.0).collect();
+        let users: Vec<OwnedUserId> = groups.iter().map(|g| g[0].0.clone()).collect();
         let lists = self.devices.devices_of(txn, &users)?;
         let mut chosen = Vec::new();
-        for (devices, list) in by_user.values().zip(lists) {
+        for (group, list) in groups.iter().zip(lists) {
             for picked in Picked::each(&list) {
                 let record = picked.record();
                 let ours = record.user_id == self.user_id && record.device_id == self.device_id;
-                let listed = devices
+                let listed = group
                     .iter()
-                    .any(|d| d.is_none_or(|d| *d == record.device_id));
+                    .any(|(_, d)| d.is_none_or(|d| *d == record.device_id));
                 if listed && !ours && !record.local.blocked {
                     chosen.push(picked);
                 }

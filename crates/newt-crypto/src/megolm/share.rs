@@ -5,7 +5,8 @@
 use super::room::{recipient_users, shares_history};
 use super::{RoomError, ShareOutcome, SharePolicy};
 use crate::device_cache::Picked;
-use crate::olm::encrypt::{Sender, encrypt_for_devices, queue_to_device};
+use crate::olm::encrypt::{Sender, encrypt_for_devices};
+use crate::olm::pack::queue_to_device;
 use crate::store::{
     EncryptionSettings, InboundInfo, InboundRecord, KeySource, OutboundRecord, OutboundState,
     RoomRecord, SharedAt, StoreError, StoreTxn,

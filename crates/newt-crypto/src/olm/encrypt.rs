@@ -2,22 +2,15 @@
 //! `/sendToDevice` requests (TD-01, TD-02).
 
 use super::cache::OlmCache;
+use super::pack::{self, UserEntry, push_quoted, quoted};
 use super::sessions::{self, LiveSession};
 use crate::OLM_ALGORITHM;
 use crate::device_keys::VerifiedDeviceKeys;
-use crate::requests::new_request_id;
-use crate::store::{OlmSessionRecord, PendingKind, PendingRequest, StoreError, StoreTxn};
+use crate::store::{OlmSessionRecord, StoreError, StoreTxn};
 use rayon::prelude::*;
 use ruma::{OwnedDeviceId, OwnedUserId};
-use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use serde_json::{Value, json};
 use vodozemac::olm::OlmMessage;
-
-/// A request grows until it holds at least this many users and then stops
-/// before this many bytes (ENC-12: as few requests as possible, at least
-/// 100 users each).
-const MIN_USERS_PER_REQUEST: usize = 100;
-const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// The to-device event type of Olm-encrypted messages.
 pub const ENCRYPTED_EVENT_TYPE: &str = "m.room.encrypted";
@@ -50,25 +43,6 @@ pub(crate) struct Sender<'a> {
     pub(crate) bodies: &'a crate::request_bodies::RequestBodies,
 }
 
-/// A JSON string literal.
-fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    push_quoted(&mut out, text);
-    out
-}
-
-/// Appends `text` as a JSON string literal. IDs and base64 keys need no
-/// escaping: they are copied; anything else goes through `serde_json`.
-fn push_quoted(out: &mut String, text: &str) {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(text);
-        out.push('"');
-    } else {
-        out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\"")));
-    }
-}
-
 /// The parts of the plaintext every recipient shares, serialised once.
 fn plaintext_prefix(sender: &Sender<'_>, event_type: &str, content: &Value) -> String {
     let object = json!({
@@ -98,13 +72,14 @@ fn plaintext(prefix: &str, recipient: &VerifiedDeviceKeys) -> String {
     out
 }
 
-/// The `m.room.encrypted` content for one device, the message's bytes
-/// encoded straight into it. Base64 needs no escaping; `sender_key` comes
-/// quoted.
-fn encrypted_content(sender_key: &str, key: &str, kind: u8, message: &[u8]) -> String {
+/// One device's part of a body: `"device":` and its `m.room.encrypted`
+/// content, the message's bytes encoded straight into it. Base64 needs no
+/// escaping; `sender_key` comes quoted.
+fn encrypted_entry(device: &str, sender_key: &str, key: &str, kind: u8, message: &[u8]) -> String {
     let body = message.len().div_ceil(3) * 4;
-    let mut out = String::with_capacity(body + key.len() + sender_key.len() + 96);
-    out.push_str("{\"algorithm\":\"");
+    let mut out = String::with_capacity(body + device.len() + key.len() + sender_key.len() + 100);
+    push_quoted(&mut out, device);
+    out.push_str(":{\"algorithm\":\"");
     out.push_str(OLM_ALGORITHM);
     out.push_str("\",\"sender_key\":");
     out.push_str(sender_key);
@@ -130,23 +105,10 @@ pub(crate) fn encrypt_for_devices(
     next_seq: &mut u64,
 ) -> Result<EncryptOutcome, StoreError> {
     let mut outcome = EncryptOutcome::default();
-    let mut devices: Vec<&VerifiedDeviceKeys> = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut seen_keys = BTreeSet::new();
-    for &device in recipients {
-        if !seen.insert((device.user_id(), device.device_id())) {
-            continue;
-        }
-        // One ratchet step per session and batch: two devices claiming one
-        // identity key must not both encrypt from the same saved state.
-        if !seen_keys.insert(device.curve25519().to_bytes()) {
-            outcome
-                .missing_sessions
-                .push((device.user_id().to_owned(), device.device_id().to_owned()));
-            continue;
-        }
-        devices.push(device);
-    }
+    let mut devices = distinct(recipients, &mut outcome.missing_sessions);
+    // Grouped by user for the body; recipients usually come sorted, and
+    // then this is one pass.
+    devices.sort_by(|a, b| a.user_id().cmp(b.user_id()));
     let keys: Vec<String> = devices
         .par_iter()
         .map(|d| d.curve25519().to_base64())
@@ -192,16 +154,17 @@ pub(crate) fn encrypt_for_devices(
                 OlmMessage::PreKey(m) => (0, m.to_bytes()),
                 OlmMessage::Normal(m) => (1, m.to_bytes()),
             };
-            let content = encrypted_content(&sender_key, key, kind, &body);
+            let entry = encrypted_entry(device.device_id().as_str(), &sender_key, key, kind, &body);
             let record = live.to_record()?;
             Ok(Some(Encrypted {
-                content,
+                entry,
                 record,
                 live,
             }))
         })
         .collect();
-    let mut messages: Messages = BTreeMap::new();
+    let mut users: Vec<UserEntry> = Vec::new();
+    let mut last_user = None;
     let mut advanced = Vec::with_capacity(devices.len());
     let mut live = Vec::with_capacity(devices.len());
     for (device, result) in devices.iter().zip(encrypted) {
@@ -212,23 +175,68 @@ pub(crate) fn encrypt_for_devices(
         };
         advanced.push(done.record);
         live.push(done.live);
-        messages
-            .entry(id.0.clone())
-            .or_default()
-            .push((id.1.to_string(), done.content));
+        if last_user != Some(device.user_id()) {
+            users.push(UserEntry::new(device.user_id().as_str()));
+            last_user = Some(device.user_id());
+        }
+        if let Some(user) = users.last_mut() {
+            user.push(done.entry);
+        }
         outcome.sent_to.push(id);
     }
     txn.save_olm_sessions(&advanced)?;
     sender.cache.keep(txn, &taken, live)?;
-    outcome.request_ids = queue_raw(
+    outcome.request_ids = pack::queue(
         txn,
         ENCRYPTED_EVENT_TYPE,
-        messages,
+        users,
         room_id,
         next_seq,
         Some(sender.bodies),
     )?;
     Ok(outcome)
+}
+
+/// The recipients to encrypt for, in their order: a device listed twice
+/// counts once, and one showing an identity key an earlier device has
+/// goes to `missing` (one ratchet step per session and batch: two devices
+/// claiming one key must not both encrypt from the same saved state).
+/// Found by sorting, not by sets: this runs for every device of a send.
+fn distinct<'a>(
+    recipients: &[&'a VerifiedDeviceKeys],
+    missing: &mut Vec<(OwnedUserId, OwnedDeviceId)>,
+) -> Vec<&'a VerifiedDeviceKeys> {
+    let id = |i: usize| (recipients[i].user_id(), recipients[i].device_id());
+    let keys: Vec<[u8; 32]> = recipients
+        .iter()
+        .map(|d| d.curve25519().to_bytes())
+        .collect();
+    let mut repeated = vec![false; recipients.len()];
+    // Stable sorts: among equals the earliest comes first and is kept.
+    let mut by_id: Vec<usize> = (0..recipients.len()).collect();
+    by_id.sort_by(|&a, &b| id(a).cmp(&id(b)));
+    for pair in by_id.windows(2) {
+        if id(pair[0]) == id(pair[1]) {
+            repeated[pair[1]] = true;
+        }
+    }
+    let mut shares_key = vec![false; recipients.len()];
+    let mut by_key: Vec<usize> = (0..recipients.len()).filter(|&i| !repeated[i]).collect();
+    by_key.sort_by_key(|&i| keys[i]);
+    for pair in by_key.windows(2) {
+        if keys[pair[0]] == keys[pair[1]] {
+            shares_key[pair[1]] = true;
+        }
+    }
+    let mut devices = Vec::with_capacity(recipients.len());
+    for (i, &device) in recipients.iter().enumerate() {
+        if shares_key[i] {
+            missing.push((device.user_id().to_owned(), device.device_id().to_owned()));
+        } else if !repeated[i] {
+            devices.push(device);
+        }
+    }
+    devices
 }
 
 /// Where a device's session comes from.
@@ -237,144 +245,11 @@ enum Source {
     Stored(Vec<OlmSessionRecord>),
 }
 
-/// One device's encrypted content and its advanced session.
+/// One device's part of the body and its advanced session.
 struct Encrypted {
-    content: String,
+    entry: String,
     record: OlmSessionRecord,
     live: LiveSession,
-}
-
-/// Per user, per device: the content as JSON text.
-type Messages = BTreeMap<OwnedUserId, Vec<(String, String)>>;
-
-/// Persists `/sendToDevice` requests for `messages`, packed (ENC-12).
-pub(crate) fn queue_to_device(
-    txn: &mut impl StoreTxn,
-    event_type: &str,
-    messages: BTreeMap<OwnedUserId, Map<String, Value>>,
-    room_id: Option<&str>,
-    next_seq: &mut u64,
-) -> Result<Vec<String>, StoreError> {
-    let raw: Messages = messages
-        .into_iter()
-        .map(|(user, devices)| {
-            (
-                user,
-                devices
-                    .into_iter()
-                    .map(|(d, v)| (d, v.to_string()))
-                    .collect(),
-            )
-        })
-        .collect();
-    queue_raw(txn, event_type, raw, room_id, next_seq, None)
-}
-
-fn queue_raw(
-    txn: &mut impl StoreTxn,
-    event_type: &str,
-    messages: Messages,
-    room_id: Option<&str>,
-    next_seq: &mut u64,
-    bodies: Option<&crate::request_bodies::RequestBodies>,
-) -> Result<Vec<String>, StoreError> {
-    let mut ids = Vec::new();
-    for body in pack(messages) {
-        let txn_id = new_request_id();
-        let request = PendingRequest {
-            request_id: txn_id.clone(),
-            kind: PendingKind::ToDevice {
-                event_type: event_type.to_owned(),
-                txn_id,
-                room_id: room_id.map(str::to_owned),
-            },
-            body: body.into(),
-            seq: *next_seq,
-        };
-        *next_seq += 1;
-        txn.save_pending_request(&request)?;
-        if let Some(bodies) = bodies {
-            bodies.insert(&request.request_id, request.body.clone());
-        }
-        ids.push(request.request_id);
-    }
-    Ok(ids)
-}
-
-/// One user's part of a body: quoted IDs and contents, and its length.
-struct UserEntry {
-    user: String,
-    devices: Vec<(String, String)>,
-    size: usize,
-}
-
-/// Packs per-user messages into as few request bodies as the size bound
-/// allows, each with at least [`MIN_USERS_PER_REQUEST`] users when there
-/// are that many. Bodies are built as text: the contents are JSON already.
-/// One pass on one core: per-user pieces built apart and joined cost more
-/// in fresh pages than the copy they spread.
-fn pack(messages: Messages) -> Vec<String> {
-    // Quoted IDs first, so each user's size is known before it is written.
-    let users: Vec<UserEntry> = messages
-        .into_iter()
-        .map(|(user, devices)| {
-            let devices: Vec<(String, String)> = devices
-                .into_iter()
-                .map(|(device, content)| (quoted(&device), content))
-                .collect();
-            let user = quoted(user.as_str());
-            // `"user":{` … `}` and, per device, `"device":content,`.
-            let size = user.len()
-                + 3
-                + devices
-                    .iter()
-                    .map(|(d, c)| d.len() + c.len() + 2)
-                    .sum::<usize>();
-            UserEntry {
-                user,
-                devices,
-                size,
-            }
-        })
-        .collect();
-    let mut bodies = Vec::new();
-    // Reserved up front: a growing megabyte string would be copied often.
-    let total: usize = users.iter().map(|u| u.size + 1).sum();
-    let capacity = total.min(MAX_REQUEST_BYTES) + 64;
-    let mut current = String::with_capacity(capacity);
-    let mut count = 0;
-    let close = |body: &mut String| {
-        body.push_str("}}");
-        std::mem::replace(body, String::with_capacity(capacity))
-    };
-    for UserEntry {
-        user,
-        devices,
-        size,
-    } in users
-    {
-        if count >= MIN_USERS_PER_REQUEST && current.len() + size > MAX_REQUEST_BYTES {
-            bodies.push(close(&mut current));
-            count = 0;
-        }
-        current.push_str(if count == 0 { "{\"messages\":{" } else { "," });
-        current.push_str(&user);
-        current.push_str(":{");
-        for (i, (device, content)) in devices.iter().enumerate() {
-            if i > 0 {
-                current.push(',');
-            }
-            current.push_str(device);
-            current.push(':');
-            current.push_str(content);
-        }
-        current.push('}');
-        count += 1;
-    }
-    if count > 0 {
-        bodies.push(close(&mut current));
-    }
-    bodies
 }
 
 #[cfg(test)]
@@ -382,72 +257,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn packed_bodies_are_valid_json_with_every_message() {
-        let mut messages: Messages = BTreeMap::new();
-        for u in 0..250 {
-            let user: OwnedUserId = format!("@u{u}:example.org").try_into().unwrap();
-            messages.insert(
-                user,
-                vec![
-                    ("D\"1".into(), "{\"x\":1}".into()),
-                    ("D2".into(), "{}".into()),
-                ],
-            );
-        }
-        let bodies = pack(messages);
-        assert_eq!(bodies.len(), 1, "250 small messages fit one request");
-        let body: Value = serde_json::from_str(&bodies[0]).unwrap();
-        let users = body["messages"].as_object().unwrap();
-        assert_eq!(users.len(), 250);
-        assert_eq!(users["@u7:example.org"]["D\"1"]["x"], 1);
-    }
-
-    #[test]
-    fn large_sends_split_by_size_with_at_least_100_users_each() {
-        let mut messages: Messages = BTreeMap::new();
-        let content = format!("{{\"x\":\"{}\"}}", "a".repeat(20_000));
-        for u in 0..500 {
-            let user: OwnedUserId = format!("@u{u}:example.org").try_into().unwrap();
-            messages.insert(user, vec![("D".into(), content.clone())]);
-        }
-        let bodies = pack(messages);
-        assert!(bodies.len() > 1, "10 MB does not fit one request");
-        let mut seen = 0;
-        for (i, body) in bodies.iter().enumerate() {
-            assert!(body.len() <= MAX_REQUEST_BYTES, "{}", body.len());
-            let parsed: Value = serde_json::from_str(body).unwrap();
-            let users = parsed["messages"].as_object().unwrap().len();
-            // The last request takes what is left.
-            assert!(users >= MIN_USERS_PER_REQUEST || i + 1 == bodies.len());
-            seen += users;
-        }
-        assert_eq!(seen, 500);
-    }
-
-    #[test]
-    fn quoting_matches_serde_json_for_every_kind_of_text() {
-        for text in [
-            "",
-            "@alice:example.org",
-            "AbC+/09",
-            "say \"hi\"",
-            "back\\slash",
-            "tab\tnew\nline\u{1}",
-            "ünïcödé ✓",
-            "\u{7f}",
-        ] {
-            assert_eq!(
-                quoted(text),
-                serde_json::to_string(text).unwrap(),
-                "{text:?}"
-            );
-        }
-    }
-
-    #[test]
     fn encrypted_content_is_the_json_it_describes() {
-        let content = encrypted_content("\"SENDER\"", "KEY+/", 0, b"body");
-        let value: Value = serde_json::from_str(&content).unwrap();
+        // An entry is one member of the user's object.
+        let content = |entry: String| -> Value {
+            let object: Value = serde_json::from_str(&format!("{{{entry}}}")).unwrap();
+            object["DEV\"ICE"].clone()
+        };
+        let value = content(encrypted_entry(
+            "DEV\"ICE",
+            "\"SENDER\"",
+            "KEY+/",
+            0,
+            b"body",
+        ));
         assert_eq!(
             value,
             json!({
@@ -456,8 +278,7 @@ mod tests {
                 "ciphertext": {"KEY+/": {"type": 0, "body": "Ym9keQ"}},
             })
         );
-        let normal: Value =
-            serde_json::from_str(&encrypted_content("\"S\"", "K", 1, b"b")).unwrap();
+        let normal = content(encrypted_entry("DEV\"ICE", "\"S\"", "K", 1, b"b"));
         // The body is what vodozemac's own encoding of the message gives.
         let (alice, mut bob) = (
             vodozemac::olm::Account::new(),
@@ -475,9 +296,58 @@ mod tests {
         let OlmMessage::PreKey(message) = session.encrypt("hi").unwrap() else {
             panic!("a new session sends pre-key messages")
         };
-        let content: Value =
-            serde_json::from_str(&encrypted_content("\"S\"", "K", 0, &message.to_bytes())).unwrap();
-        assert_eq!(content["ciphertext"]["K"]["body"], message.to_base64());
+        let pre_key = content(encrypted_entry(
+            "DEV\"ICE",
+            "\"S\"",
+            "K",
+            0,
+            &message.to_bytes(),
+        ));
+        assert_eq!(pre_key["ciphertext"]["K"]["body"], message.to_base64());
         assert_eq!(normal["ciphertext"]["K"]["type"], 1);
+    }
+
+    fn device(
+        user: &str,
+        device: &str,
+        key: &vodozemac::Curve25519PublicKey,
+    ) -> VerifiedDeviceKeys {
+        VerifiedDeviceKeys::from_record(&crate::store::DeviceRecord {
+            user_id: user.try_into().unwrap(),
+            device_id: device.into(),
+            keys_json: "{}".into(),
+            ed25519: String::new(),
+            curve25519: key.to_base64(),
+            algorithms: Vec::new(),
+            display_name: None,
+            local: Default::default(),
+        })
+        .unwrap()
+    }
+
+    /// A device listed twice counts once; a later device showing an
+    /// earlier one's identity key gets nothing; the order is kept.
+    #[test]
+    fn distinct_keeps_the_first_of_each_device_and_key() {
+        let keys: Vec<_> = (0..3)
+            .map(|_| vodozemac::olm::Account::new().curve25519_key())
+            .collect();
+        let list = [
+            device("@b:x", "B1", &keys[0]),
+            device("@a:x", "A1", &keys[1]),
+            device("@b:x", "B1", &keys[0]),
+            device("@a:x", "A2", &keys[0]),
+            device("@c:x", "C1", &keys[2]),
+            device("@a:x", "A1", &keys[1]),
+        ];
+        let refs: Vec<&VerifiedDeviceKeys> = list.iter().collect();
+        let mut missing = Vec::new();
+        let kept: Vec<String> = distinct(&refs, &mut missing)
+            .iter()
+            .map(|d| format!("{}/{}", d.user_id(), d.device_id()))
+            .collect();
+        assert_eq!(kept, ["@b:x/B1", "@a:x/A1", "@c:x/C1"]);
+        let missing: Vec<String> = missing.iter().map(|(u, d)| format!("{u}/{d}")).collect();
+        assert_eq!(missing, ["@a:x/A2"]);
     }
 }

@@ -285,10 +285,16 @@ impl StoreTxn for MemoryTxn<'_> {
             write!(self, sessions, key, Some((session.pickle.clone(), times)));
         }
         bump!(self, olm_revision);
-        let mut keys: Vec<String> = sessions.iter().map(|s| s.sender_key.clone()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let listed = (keys.len() <= super::OLM_CHANGES_LISTED_MAX).then_some(keys);
+        // Listed only when few: stop counting past the bound.
+        let mut keys = std::collections::BTreeSet::new();
+        for session in sessions {
+            keys.insert(session.sender_key.as_str());
+            if keys.len() > super::OLM_CHANGES_LISTED_MAX {
+                break;
+            }
+        }
+        let listed = (keys.len() <= super::OLM_CHANGES_LISTED_MAX)
+            .then(|| keys.into_iter().map(str::to_owned).collect());
         let log = &mut self.state.olm_changes;
         if log.len() >= OLM_CHANGE_ROWS {
             // Rare: the undo keeps the whole log.
