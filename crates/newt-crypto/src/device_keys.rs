@@ -28,6 +28,9 @@ pub enum DeviceKeysError {
     /// TRK-06: the self-signature does not verify.
     #[error("device self-signature invalid: {0}")]
     BadSignature(#[from] SignatureError),
+    /// The object as received does not parse as JSON.
+    #[error("device keys are not valid JSON")]
+    NotJson,
 }
 
 /// Device keys whose self-signature verified over the JSON as received and
@@ -118,6 +121,28 @@ pub fn verify_device_keys(
     device_id: &DeviceId,
     json: &Value,
 ) -> Result<VerifiedDeviceKeys, DeviceKeysError> {
+    verify(user_id, device_id, json, || json.to_string())
+}
+
+/// [`verify_device_keys`] for an object received as `text` (one device of
+/// a `/keys/query` response): parsed here, on the core that checks it,
+/// and kept exactly as received.
+pub(crate) fn verify_received_device_keys(
+    user_id: &UserId,
+    device_id: &DeviceId,
+    text: &str,
+) -> Result<VerifiedDeviceKeys, DeviceKeysError> {
+    let json: Value = serde_json::from_str(text).map_err(|_| DeviceKeysError::NotJson)?;
+    verify(user_id, device_id, &json, || text.to_owned())
+}
+
+/// The checks; `text` gives the JSON to keep once they pass.
+fn verify(
+    user_id: &UserId,
+    device_id: &DeviceId,
+    json: &Value,
+    text: impl FnOnce() -> String,
+) -> Result<VerifiedDeviceKeys, DeviceKeysError> {
     let found_user = str_field(json, "user_id")?;
     let found_device = str_field(json, "device_id")?;
     // TRK-07: stops a server swapping one device's keys for another's.
@@ -165,7 +190,7 @@ pub fn verify_device_keys(
         curve25519,
         algorithms,
         display_name,
-        json: json.to_string(),
+        json: text(),
     })
 }
 

@@ -10,6 +10,7 @@ use crate::requests::OutgoingRequest;
 use crate::store::{PendingKind, StoreError, StoreTxn};
 use crate::time::Timestamp;
 use crate::{to_device, tracking};
+use ruma::OwnedUserId;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -88,8 +89,16 @@ impl OlmMachine {
         let pending = txn
             .load_pending_request_meta(request_id)?
             .ok_or_else(|| ResponseError::UnknownRequest(request_id.to_owned()))?;
-        let response: Value =
-            serde_json::from_str(body).map_err(|e| ResponseError::Malformed(e.to_string()))?;
+        let malformed = |e: serde_json::Error| ResponseError::Malformed(e.to_string());
+        if let PendingKind::KeysQuery { users } = &pending.kind {
+            // Each device's keys stay text, parsed where they are checked.
+            let response =
+                tracking::QueryResponse::parse(body).map_err(ResponseError::Malformed)?;
+            txn.delete_pending_request(request_id)?;
+            self.bodies.remove(request_id);
+            return self.query_answered(txn, users, &response, state.pending_upload.is_none(), now);
+        }
+        let response: Value = serde_json::from_str(body).map_err(malformed)?;
         if !response.is_object() {
             return Err(ResponseError::Malformed(
                 "response is not a JSON object".into(),
@@ -99,21 +108,8 @@ impl OlmMachine {
         self.bodies.remove(request_id);
         let mut outcome = ResponseOutcome::default();
         match &pending.kind {
-            PendingKind::KeysQuery { users } => {
-                let query =
-                    tracking::receive_query(txn, users, &response, &self.own(), &self.keys, now)?;
-                // TRK-10: the server lost our device: publish its keys again.
-                if query.own_device_missing && state.pending_upload.is_none() {
-                    let mut account = load(txn)?.ok_or(ResponseError::NoAccount)?;
-                    account.state.device_keys_published = false;
-                    account.plan_upload(&ServerKeyCounts::default(), now);
-                    txn.save_account(&account.to_record())?;
-                }
-                outcome.released = to_device::release(txn, &self.me())?;
-                outcome.room_events =
-                    crate::megolm::absorb_to_device(txn, &self.megolm_me(), &outcome.released)?;
-                outcome.query = Some(query);
-            }
+            // Answered above.
+            PendingKind::KeysQuery { .. } => {}
             PendingKind::KeysClaim { devices } => {
                 let claimed = claim::receive_claim(
                     txn,
@@ -143,6 +139,33 @@ impl OlmMachine {
             PendingKind::ToDevice { .. } => {}
         }
         Ok(outcome)
+    }
+
+    /// Applies a `/keys/query` response, then what waited for it.
+    fn query_answered(
+        &self,
+        txn: &mut impl StoreTxn,
+        users: &BTreeMap<OwnedUserId, u64>,
+        response: &tracking::QueryResponse<'_>,
+        no_upload_pending: bool,
+        now: Timestamp,
+    ) -> Result<ResponseOutcome, ResponseError> {
+        let query = tracking::receive_query(txn, users, response, &self.own(), &self.keys, now)?;
+        // TRK-10: the server lost our device: publish its keys again.
+        if query.own_device_missing && no_upload_pending {
+            let mut account = load(txn)?.ok_or(ResponseError::NoAccount)?;
+            account.state.device_keys_published = false;
+            account.plan_upload(&ServerKeyCounts::default(), now);
+            txn.save_account(&account.to_record())?;
+        }
+        let released = to_device::release(txn, &self.me())?;
+        let room_events = crate::megolm::absorb_to_device(txn, &self.megolm_me(), &released)?;
+        Ok(ResponseOutcome {
+            query: Some(query),
+            released,
+            room_events,
+            ..ResponseOutcome::default()
+        })
     }
 
     /// The driver gave up on a request (a permanent HTTP error, or retries

@@ -3,11 +3,14 @@
 //! the checks every returned device passes before it is stored.
 
 use crate::backoff;
-use crate::device_keys::{DeviceKeysError, VerifiedDeviceKeys, verify_device_keys};
+use crate::device_keys::{DeviceKeysError, VerifiedDeviceKeys, verify_received_device_keys};
 use crate::requests::new_request_id;
 use crate::store::{DeviceRecord, PendingKind, PendingRequest, StoreError, StoreTxn, TrackedUser};
 use crate::time::Timestamp;
 use ruma::{DeviceId, OwnedUserId, UserId};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -149,17 +152,50 @@ pub(crate) struct Own<'a> {
     pub(crate) curve25519: &'a str,
 }
 
+/// One user's listed devices: each object as received text, parsed on
+/// the core that checks it (and kept as it came, SIG-07).
+type Listed<'a> = BTreeMap<String, &'a RawValue>;
+
+/// A `/keys/query` response, read in one pass without building a tree of
+/// every device's keys on the thread that applies it.
+#[derive(Deserialize)]
+pub(crate) struct QueryResponse<'a> {
+    #[serde(default, borrow)]
+    device_keys: BTreeMap<String, Listed<'a>>,
+    #[serde(default)]
+    failures: BTreeMap<String, IgnoredAny>,
+}
+
+impl<'a> QueryResponse<'a> {
+    /// Reads a response body. Only an object is a response: serde would
+    /// also take an array, as a struct's fields in order.
+    pub(crate) fn parse(body: &'a str) -> Result<Self, String> {
+        if !body.trim_start().starts_with('{') {
+            return Err("response is not a JSON object".into());
+        }
+        serde_json::from_str(body).map_err(|e| e.to_string())
+    }
+
+    /// TRK-11: the user's server did not answer.
+    fn failed(&self, user_id: &UserId) -> bool {
+        self.failures.contains_key(user_id.server_name().as_str())
+    }
+
+    fn listed(&self, user_id: &UserId) -> Option<&Listed<'a>> {
+        self.device_keys.get(user_id.as_str())
+    }
+}
+
 /// Applies a `/keys/query` response for the users of one request.
 pub(crate) fn receive_query(
     txn: &mut impl StoreTxn,
     users: &BTreeMap<OwnedUserId, u64>,
-    response: &Value,
+    response: &QueryResponse<'_>,
     own: &Own<'_>,
     keys: &crate::key_cache::KeyCache,
     now: Timestamp,
 ) -> Result<QueryOutcome, StoreError> {
     let mut outcome = QueryOutcome::default();
-    let failures = response.get("failures").and_then(Value::as_object);
     let mut checked = check_all(users, response, own);
     for (user_id, generation) in users {
         let Some(mut tracked) = txn.load_tracked_user(user_id)? else {
@@ -168,9 +204,7 @@ pub(crate) fn receive_query(
         if tracked.query_in_flight.is_some() {
             tracked.query_in_flight = None;
         }
-        let server_failed =
-            failures.is_some_and(|f| f.contains_key(user_id.server_name().as_str()));
-        if server_failed {
+        if response.failed(user_id) {
             // TRK-11: keep the user outdated, back off, block nobody else.
             tracked.failures += 1;
             tracked.retry_at_ms = Some(backoff::retry_at(now, tracked.failures));
@@ -178,10 +212,7 @@ pub(crate) fn receive_query(
             outcome.failed.push(user_id.clone());
             continue;
         }
-        let listed = response
-            .get("device_keys")
-            .and_then(|d| d.get(user_id.as_str()))
-            .and_then(Value::as_object);
+        let listed = response.listed(user_id);
         if user_id == own.user_id {
             check_own_device(listed, own, &mut outcome);
         }
@@ -215,15 +246,12 @@ pub(crate) fn query_failed(
     Ok(())
 }
 
-fn check_own_device(
-    listed: Option<&serde_json::Map<String, Value>>,
-    own: &Own<'_>,
-    outcome: &mut QueryOutcome,
-) {
-    let Some(json) = listed.and_then(|l| l.get(own.device_id.as_str())) else {
+fn check_own_device(listed: Option<&Listed<'_>>, own: &Own<'_>, outcome: &mut QueryOutcome) {
+    let Some(raw) = listed.and_then(|l| l.get(own.device_id.as_str())) else {
         outcome.own_device_missing = true;
         return;
     };
+    let json: Value = serde_json::from_str(raw.get()).unwrap_or_default();
     let keys = json.get("keys");
     let key = |alg: &str| {
         keys.and_then(|k| k.get(format!("{alg}:{}", own.device_id)))
@@ -242,29 +270,28 @@ type Checked = BTreeMap<(OwnedUserId, String), Result<VerifiedDeviceKeys, Device
 
 /// TRK-06, TRK-07: every listed device's signature checked up front, on
 /// every core; the response is then applied in order, in one thread.
-fn check_all(users: &BTreeMap<OwnedUserId, u64>, response: &Value, own: &Own<'_>) -> Checked {
+fn check_all(
+    users: &BTreeMap<OwnedUserId, u64>,
+    response: &QueryResponse<'_>,
+    own: &Own<'_>,
+) -> Checked {
     use rayon::prelude::*;
-    let failures = response.get("failures").and_then(Value::as_object);
-    let mut work: Vec<(&UserId, &str, &Value)> = Vec::new();
+    let mut work: Vec<(&UserId, &str, &RawValue)> = Vec::new();
     for user_id in users.keys() {
-        if failures.is_some_and(|f| f.contains_key(user_id.server_name().as_str())) {
+        if response.failed(user_id) {
             continue;
         }
-        let listed = response
-            .get("device_keys")
-            .and_then(|d| d.get(user_id.as_str()))
-            .and_then(Value::as_object);
-        for (device_id, json) in listed.into_iter().flatten() {
+        for (device_id, raw) in response.listed(user_id).into_iter().flatten() {
             if user_id == own.user_id && device_id == own.device_id.as_str() {
                 continue;
             }
-            work.push((user_id, device_id, json));
+            work.push((user_id, device_id, raw));
         }
     }
     work.into_par_iter()
-        .map(|(user_id, device_id, json)| {
+        .map(|(user_id, device_id, raw)| {
             let device: ruma::OwnedDeviceId = device_id.into();
-            let result = verify_device_keys(user_id, &device, json);
+            let result = verify_received_device_keys(user_id, &device, raw.get());
             ((user_id.to_owned(), device_id.to_owned()), result)
         })
         .collect()
@@ -273,7 +300,7 @@ fn check_all(users: &BTreeMap<OwnedUserId, u64>, response: &Value, own: &Own<'_>
 fn store_devices(
     txn: &mut impl StoreTxn,
     user_id: &UserId,
-    listed: Option<&serde_json::Map<String, Value>>,
+    listed: Option<&Listed<'_>>,
     own: &Own<'_>,
     keys: &crate::key_cache::KeyCache,
     checked: &mut Checked,
@@ -284,9 +311,9 @@ fn store_devices(
         .into_iter()
         .map(|d| (d.device_id.to_string(), d))
         .collect();
-    let empty = serde_json::Map::new();
+    let empty = Listed::new();
     let listed = listed.unwrap_or(&empty);
-    for (device_id, json) in listed {
+    for (device_id, raw) in listed {
         if user_id == own.user_id && device_id == own.device_id.as_str() {
             continue;
         }
@@ -294,7 +321,7 @@ fn store_devices(
             Some(result) => result,
             None => {
                 let device: ruma::OwnedDeviceId = device_id.as_str().into();
-                verify_device_keys(user_id, &device, json)
+                verify_received_device_keys(user_id, &device, raw.get())
             }
         };
         let verified = match result {

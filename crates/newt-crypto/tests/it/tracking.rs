@@ -248,3 +248,57 @@ fn own_device_missing_is_reuploaded() {
     );
     assert!(router.device_keys[&bob.user].contains_key("B1"));
 }
+
+/// SIG-07: a device's keys are kept exactly as received, spacing and key
+/// order included. A response that is not a query response changes
+/// nothing: the request stays pending and the user outdated.
+#[test]
+fn device_keys_are_kept_as_received_and_bad_responses_change_nothing() {
+    let mut router = Router::new();
+    let mut bob = router.device("bob", "B1");
+    let eve = RawPeer::new(&mut router, "eve", "E1");
+    let mut txn = bob.store.transaction().unwrap();
+    bob.machine
+        .update_tracked_users(&mut txn, std::slice::from_ref(&eve.user))
+        .unwrap();
+    let requests = bob
+        .machine
+        .outgoing_requests(&mut txn, router.now())
+        .unwrap();
+    let query = requests
+        .iter()
+        .find(|r| r.kind() == RequestKind::KeysQuery && r.body().contains("eve"))
+        .unwrap()
+        .clone();
+    for bad in [
+        r#"{"device_keys": []}"#,
+        r#"{"device_keys": {"@eve:example.org": "E1"}}"#,
+        "[]",
+    ] {
+        let result =
+            bob.machine
+                .mark_request_as_sent(&mut txn, query.request_id(), bad, router.now());
+        assert!(
+            matches!(result, Err(newt_crypto::ResponseError::Malformed(_))),
+            "{bad}: {result:?}"
+        );
+    }
+    assert!(
+        bob.machine
+            .has_outdated_users(&mut txn, std::slice::from_ref(&eve.user))
+            .unwrap()
+    );
+    // The device object pretty-printed: other bytes, the same JSON.
+    let device = router.device_keys[&eve.user]["E1"].clone();
+    let text = serde_json::to_string_pretty(&device).unwrap();
+    let body = format!(
+        r#"{{"failures": {{}}, "device_keys": {{"{}": {{"E1": {text}}}}}}}"#,
+        eve.user
+    );
+    bob.machine
+        .mark_request_as_sent(&mut txn, query.request_id(), &body, router.now())
+        .unwrap();
+    let stored = txn.load_devices(&eve.user).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].keys_json, text);
+}
