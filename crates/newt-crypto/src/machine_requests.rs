@@ -11,7 +11,9 @@ use crate::store::{PendingKind, StoreError, StoreTxn};
 use crate::time::Timestamp;
 use crate::{to_device, tracking};
 use ruma::OwnedUserId;
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
 impl OlmMachine {
@@ -89,28 +91,17 @@ impl OlmMachine {
         let pending = txn
             .load_pending_request_meta(request_id)?
             .ok_or_else(|| ResponseError::UnknownRequest(request_id.to_owned()))?;
-        let malformed = |e: serde_json::Error| ResponseError::Malformed(e.to_string());
-        if let PendingKind::KeysQuery { users } = &pending.kind {
-            // Each device's keys stay text, parsed where they are checked.
-            let response =
-                tracking::QueryResponse::parse(body).map_err(ResponseError::Malformed)?;
-            txn.delete_pending_request(request_id)?;
-            self.bodies.remove(request_id);
-            return self.query_answered(txn, users, &response, state.pending_upload.is_none(), now);
-        }
-        let response: Value = serde_json::from_str(body).map_err(malformed)?;
-        if !response.is_object() {
-            return Err(ResponseError::Malformed(
-                "response is not a JSON object".into(),
-            ));
-        }
-        txn.delete_pending_request(request_id)?;
-        self.bodies.remove(request_id);
-        let mut outcome = ResponseOutcome::default();
+        // Each response is read whole before anything changes. Device keys
+        // stay text, parsed on the core that checks them.
         match &pending.kind {
-            // Answered above.
-            PendingKind::KeysQuery { .. } => {}
+            PendingKind::KeysQuery { users } => {
+                let response: tracking::QueryResponse<'_> = parse_object(body)?;
+                self.forget_request(txn, request_id)?;
+                self.query_answered(txn, users, &response, state.pending_upload.is_none(), now)
+            }
             PendingKind::KeysClaim { devices } => {
+                let response: claim::ClaimResponse<'_> = parse_object(body)?;
+                self.forget_request(txn, request_id)?;
                 let claimed = claim::receive_claim(
                     txn,
                     self.outbound_account.get(),
@@ -128,17 +119,27 @@ impl OlmMachine {
                     let recipients = Recipients::Devices(claimed.replaced.clone());
                     self.encrypt_to_device(txn, "m.dummy", &json!({}), &recipients)?;
                 }
-                outcome.claim = Some(claimed);
+                Ok(ResponseOutcome {
+                    claim: Some(claimed),
+                    ..ResponseOutcome::default()
+                })
             }
-            PendingKind::ToDevice {
-                room_id: Some(room_id),
-                ..
-            } => {
-                crate::megolm::share::request_answered(txn, room_id, request_id)?;
+            PendingKind::ToDevice { room_id, .. } => {
+                parse_object::<IgnoredAny>(body)?;
+                self.forget_request(txn, request_id)?;
+                if let Some(room_id) = room_id {
+                    crate::megolm::share::request_answered(txn, room_id, request_id)?;
+                }
+                Ok(ResponseOutcome::default())
             }
-            PendingKind::ToDevice { .. } => {}
         }
-        Ok(outcome)
+    }
+
+    /// A request is done: its row and its kept body go.
+    fn forget_request(&self, txn: &mut impl StoreTxn, request_id: &str) -> Result<(), StoreError> {
+        txn.delete_pending_request(request_id)?;
+        self.bodies.remove(request_id);
+        Ok(())
     }
 
     /// Applies a `/keys/query` response, then what waited for it.
@@ -179,8 +180,7 @@ impl OlmMachine {
         let Some(pending) = txn.load_pending_request(request_id)? else {
             return Ok(());
         };
-        txn.delete_pending_request(request_id)?;
-        self.bodies.remove(request_id);
+        self.forget_request(txn, request_id)?;
         match &pending.kind {
             PendingKind::KeysQuery { users } => tracking::query_failed(txn, users)?,
             PendingKind::ToDevice {
@@ -199,4 +199,15 @@ impl OlmMachine {
 struct KeysUploadResponse {
     #[serde(default)]
     one_time_key_counts: BTreeMap<String, u64>,
+}
+
+/// Reads a response body, which must be a JSON object: serde would also
+/// read an array into a struct, as its fields in order.
+fn parse_object<'a, T: Deserialize<'a>>(body: &'a str) -> Result<T, ResponseError> {
+    if !body.trim_start().starts_with('{') {
+        return Err(ResponseError::Malformed(
+            "response is not a JSON object".into(),
+        ));
+    }
+    serde_json::from_str(body).map_err(|e| ResponseError::Malformed(e.to_string()))
 }

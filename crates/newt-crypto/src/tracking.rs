@@ -167,15 +167,6 @@ pub(crate) struct QueryResponse<'a> {
 }
 
 impl<'a> QueryResponse<'a> {
-    /// Reads a response body. Only an object is a response: serde would
-    /// also take an array, as a struct's fields in order.
-    pub(crate) fn parse(body: &'a str) -> Result<Self, String> {
-        if !body.trim_start().starts_with('{') {
-            return Err("response is not a JSON object".into());
-        }
-        serde_json::from_str(body).map_err(|e| e.to_string())
-    }
-
     /// TRK-11: the user's server did not answer.
     fn failed(&self, user_id: &UserId) -> bool {
         self.failures.contains_key(user_id.server_name().as_str())

@@ -14,6 +14,8 @@ use crate::store::{DeviceRecord, PendingKind, PendingRequest, StoreError, StoreT
 use crate::time::Timestamp;
 use rayon::prelude::*;
 use ruma::{OwnedDeviceId, OwnedUserId};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use vodozemac::Curve25519PublicKey;
@@ -130,14 +132,26 @@ pub(crate) fn plan_claims(
     Ok(requests)
 }
 
-/// The claimed key object for one device, if the response has one of the
-/// right algorithm (CLM-02).
-fn claimed_key<'a>(response: &'a Value, user: &str, device: &str) -> Option<&'a Value> {
-    response
-        .get("one_time_keys")?
-        .get(user)?
-        .get(device)?
-        .as_object()?
+/// A `/keys/claim` response: each device's keys kept as received text,
+/// parsed on the core that checks them.
+#[derive(Deserialize)]
+pub(crate) struct ClaimResponse<'a> {
+    #[serde(default, borrow)]
+    one_time_keys: BTreeMap<String, BTreeMap<String, &'a RawValue>>,
+}
+
+impl ClaimResponse<'_> {
+    /// One device's claimed keys, parsed.
+    fn device(&self, user: &str, device: &str) -> Option<Value> {
+        let raw = self.one_time_keys.get(user)?.get(device)?;
+        serde_json::from_str(raw.get()).ok()
+    }
+}
+
+/// The claimed key object among a device's keys, if one is of the right
+/// algorithm (CLM-02).
+fn claimed_key(keys: &Value) -> Option<&Value> {
+    keys.as_object()?
         .iter()
         .find(|(id, _)| id.starts_with(&format!("{SIGNED_CURVE25519}:")))
         .map(|(_, key)| key)
@@ -190,7 +204,7 @@ pub(crate) fn receive_claim(
     txn: &mut impl StoreTxn,
     account: &Account,
     devices: &[DeviceKey],
-    response: &Value,
+    response: &ClaimResponse<'_>,
     caches: &Caches<'_>,
     now: Timestamp,
 ) -> Result<ClaimOutcome, StoreError> {
@@ -225,8 +239,8 @@ pub(crate) fn receive_claim(
         .par_iter()
         .map(|(picked, ed25519)| {
             let record = picked.record();
-            let key = claimed_key(response, record.user_id.as_str(), record.device_id.as_str());
-            check_claimed(picked.keys(), *ed25519, key)
+            let keys = response.device(record.user_id.as_str(), record.device_id.as_str());
+            check_claimed(picked.keys(), *ed25519, keys.as_ref().and_then(claimed_key))
         })
         .collect();
     let results: Vec<_> = work
@@ -238,12 +252,15 @@ pub(crate) fn receive_claim(
     // New sessions, and whether each is its device's only usable one.
     let mut created: Vec<(LiveSession, bool)> = Vec::new();
     for ((picked, _), result) in work.into_iter().zip(results) {
-        let (keys, mut record) = (picked.keys(), picked.record().clone());
+        let (keys, record) = (picked.keys(), picked.record());
         let id = (record.user_id.clone(), record.device_id.clone());
+        // The record is copied only to save a change, which a first
+        // session for a device in good standing does not make.
+        let mut local = record.local.clone();
         match result {
             Ok(session) => {
                 let curve = keys.curve25519().to_base64();
-                let only = if record.local.wants_new_session {
+                let only = if local.wants_new_session {
                     // REC-01: the old sessions broke; never encrypt with them again.
                     for mut old in sessions::load(txn, &curve)? {
                         old.retired = true;
@@ -256,28 +273,32 @@ pub(crate) fn receive_claim(
                     !sessions::exists(txn, &curve)?
                 };
                 created.push((LiveSession::new(session, curve, now.0), only));
-                let before = record.local.clone();
-                record.local.claim_failures = 0;
-                record.local.claim_retry_at_ms = None;
+                local.claim_failures = 0;
+                local.claim_retry_at_ms = None;
                 // WHD-03: a new session allows a later `m.no_olm` again.
-                record.local.no_olm_sent = false;
-                if record.local.wants_new_session {
-                    record.local.wants_new_session = false;
+                local.no_olm_sent = false;
+                if local.wants_new_session {
+                    local.wants_new_session = false;
                     crate::wedged::remove(txn, &id)?;
-                    record.local.new_session_at_ms = Some(now.0);
+                    local.new_session_at_ms = Some(now.0);
                     outcome.replaced.push(id.clone());
                 }
-                if record.local != before {
-                    txn.save_device(&record)?;
+                if local != record.local {
+                    txn.save_device(&DeviceRecord {
+                        local,
+                        ..record.clone()
+                    })?;
                 }
                 outcome.created.push(id);
             }
             Err(failure) => {
                 tracing::warn!(user = %id.0, device = %id.1, %failure, "no Olm session");
-                record.local.claim_failures += 1;
-                record.local.claim_retry_at_ms =
-                    Some(backoff::retry_at(now, record.local.claim_failures));
-                txn.save_device(&record)?;
+                local.claim_failures += 1;
+                local.claim_retry_at_ms = Some(backoff::retry_at(now, local.claim_failures));
+                txn.save_device(&DeviceRecord {
+                    local,
+                    ..record.clone()
+                })?;
                 outcome.failed.push((id.0, id.1, failure));
             }
         }

@@ -456,3 +456,42 @@ fn to_device_request_is_stable_until_answered() {
         .unwrap();
     assert!(left.iter().all(|r| r.kind() != RequestKind::ToDevice));
 }
+
+/// A claim response that is not an object changes nothing; a device whose
+/// keys are not an object gets no key (CLM-02) and backs off.
+#[test]
+fn malformed_claim_responses() {
+    use newt_crypto::{ClaimFailure, Recipients, ResponseError};
+    let mut router = Router::new();
+    let mut alice = router.device("alice", "A1");
+    let bob = router.device("bob", "B1");
+    router.introduce(&mut alice, &bob.user);
+    let recipients = Recipients::Users(vec![bob.user.clone()]);
+    let mut txn = alice.store.transaction().unwrap();
+    let claims = alice
+        .machine
+        .get_missing_sessions(&mut txn, &recipients, router.now())
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    let id = claims[0].request_id();
+    for bad in ["[]", r#"{"one_time_keys": []}"#, "{"] {
+        let result = alice
+            .machine
+            .mark_request_as_sent(&mut txn, id, bad, router.now());
+        assert!(
+            matches!(result, Err(ResponseError::Malformed(_))),
+            "{bad}: {result:?}"
+        );
+    }
+    let body = json!({"one_time_keys": {bob.user.as_str(): {"B1": "not keys"}}});
+    let outcome = alice
+        .machine
+        .mark_request_as_sent(&mut txn, id, &body.to_string(), router.now())
+        .unwrap();
+    let failed = outcome.claim.unwrap().failed;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].2, ClaimFailure::NoKey);
+    let devices = txn.load_devices(&bob.user).unwrap();
+    assert_eq!(devices[0].local.claim_failures, 1);
+    assert!(devices[0].local.claim_retry_at_ms.is_some());
+}
