@@ -261,8 +261,16 @@ impl Client {
             let outcome = self
                 .machine
                 .receive_sync_changes(&mut txn, &changes, now())?;
-            crate::rooms::update_room_list(&mut txn, &sync)?;
-            txn.set_value(SYNC_TOKEN, &next_batch)?;
+            // The room list and token need not reach the disk before the
+            // next request: commits become durable in order, so a power
+            // loss takes them only with what came after, and the server
+            // sends that part of the sync again. To-device effects (TD-04)
+            // are written with deferral off and make this commit durable.
+            txn.defer_durability(true);
+            let deferred = crate::rooms::update_room_list(&mut txn, &sync)
+                .and_then(|()| txn.set_value(SYNC_TOKEN, &next_batch));
+            txn.defer_durability(false);
+            deferred?;
             txn.commit()?;
             self.to_device.extend(outcome.to_device);
             let timelines = crate::rooms::timelines(&sync);

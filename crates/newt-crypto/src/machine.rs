@@ -322,9 +322,13 @@ impl OlmMachine {
     ) -> Result<Vec<OutgoingRequest>, StoreError> {
         let picked = self.resolve(txn, recipients)?;
         let devices: Vec<_> = picked.iter().map(|p| (p.keys(), p.record())).collect();
-        let needed = claim::needing_session(txn, &devices, now)?;
         let mut seq = self.next_request_seq(txn)?;
-        Ok(claim::plan_claims(txn, needed, &mut seq)?
+        // Planned claims can be planned again.
+        let planned = crate::store::redoable(txn, |txn| {
+            let needed = claim::needing_session(txn, &devices, now)?;
+            claim::plan_claims(txn, needed, &mut seq)
+        })?;
+        Ok(planned
             .into_iter()
             .map(|r| OutgoingRequest::pending(r, None))
             .collect())

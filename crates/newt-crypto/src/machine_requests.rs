@@ -7,7 +7,7 @@ use crate::machine::{OlmMachine, ResponseOutcome, load};
 use crate::machine_types::{Recipients, ResponseError};
 use crate::olm::claim;
 use crate::requests::OutgoingRequest;
-use crate::store::{PendingKind, StoreError, StoreTxn};
+use crate::store::{PendingKind, StoreError, StoreTxn, redoable};
 use crate::time::Timestamp;
 use crate::{to_device, tracking};
 use ruma::OwnedUserId;
@@ -26,7 +26,8 @@ impl OlmMachine {
         now: Timestamp,
     ) -> Result<Vec<OutgoingRequest>, StoreError> {
         let mut seq = self.next_request_seq(txn)?;
-        tracking::plan_queries(txn, now, &mut seq)?;
+        // Planned requests can be planned again.
+        redoable(txn, |txn| tracking::plan_queries(txn, now, &mut seq))?;
         let mut wedged = Vec::new();
         for (user, device) in crate::wedged::list(txn)? {
             if let Some(record) = txn
@@ -40,8 +41,10 @@ impl OlmMachine {
         }
         if !wedged.is_empty() {
             let wedged: Vec<_> = wedged.iter().map(|(k, r)| (k, r)).collect();
-            let needed = claim::needing_session(txn, &wedged, now)?;
-            claim::plan_claims(txn, needed, &mut seq)?;
+            redoable(txn, |txn| {
+                let needed = claim::needing_session(txn, &wedged, now)?;
+                claim::plan_claims(txn, needed, &mut seq)
+            })?;
         }
         let mut requests = Vec::new();
         if let Some(upload) = txn.load_account_state()?.and_then(|s| s.pending_upload) {
@@ -96,24 +99,29 @@ impl OlmMachine {
         match &pending.kind {
             PendingKind::KeysQuery { users } => {
                 let response: tracking::QueryResponse<'_> = parse_object(body)?;
-                self.forget_request(txn, request_id)?;
+                // Lost, the request is sent again and its answer applied again.
+                redoable(txn, |txn| self.forget_request(txn, request_id))?;
                 self.query_answered(txn, users, &response, state.pending_upload.is_none(), now)
             }
             PendingKind::KeysClaim { devices } => {
                 let response: claim::ClaimResponse<'_> = parse_object(body)?;
-                self.forget_request(txn, request_id)?;
-                let claimed = claim::receive_claim(
-                    txn,
-                    self.outbound_account.get(),
-                    devices,
-                    &response,
-                    &claim::Caches {
-                        keys: &self.keys,
-                        olm: &self.olm,
-                        devices: &self.devices,
-                    },
-                    now,
-                )?;
+                redoable(txn, |txn| self.forget_request(txn, request_id))?;
+                // Nothing was encrypted with the new sessions yet: lost,
+                // they are claimed again. The m.dummy below is durable.
+                let claimed = redoable(txn, |txn| {
+                    claim::receive_claim(
+                        txn,
+                        self.outbound_account.get(),
+                        devices,
+                        &response,
+                        &claim::Caches {
+                            keys: &self.keys,
+                            olm: &self.olm,
+                            devices: &self.devices,
+                        },
+                        now,
+                    )
+                })?;
                 if !claimed.replaced.is_empty() {
                     // REC-02: tell the peer about the new session.
                     let recipients = Recipients::Devices(claimed.replaced.clone());
@@ -151,7 +159,11 @@ impl OlmMachine {
         no_upload_pending: bool,
         now: Timestamp,
     ) -> Result<ResponseOutcome, ResponseError> {
-        let query = tracking::receive_query(txn, users, response, &self.own(), &self.keys, now)?;
+        // A device list can be queried again; what the response releases
+        // (and an upload of our keys) is durable.
+        let query = redoable(txn, |txn| {
+            tracking::receive_query(txn, users, response, &self.own(), &self.keys, now)
+        })?;
         // TRK-10: the server lost our device: publish its keys again.
         if query.own_device_missing && no_upload_pending {
             let mut account = load(txn)?.ok_or(ResponseError::NoAccount)?;

@@ -10,6 +10,7 @@
 //! [`OpenError`] and the file is left as it was.
 
 mod checkpoint;
+mod durability;
 mod index_uses;
 mod key;
 mod migrations;
@@ -120,7 +121,8 @@ impl SqliteStore {
         // Only now, with the file and key known good, may anything write.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite)?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        // Commits sync only when they must (see `durability.rs`).
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sqlite)?;
         // 16 MiB of page cache (the default is 2 MiB): a sync's rows and a
         // megabyte `/sendToDevice` body stay in memory until the commit.
@@ -163,11 +165,17 @@ impl SqliteStore {
     /// Begins a write transaction. It takes the write lock at once, so two
     /// processes never interleave (DEV-09).
     pub fn begin(&mut self) -> Result<SqliteTxn<'_>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        // Unchecked only in that the connection stays borrowed shared: the
+        // commit syncs the log through it after the transaction ends.
+        let conn = &self.conn;
+        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
             .map_err(txn::backend)?;
-        Ok(SqliteTxn::new(tx, &self.key, self.checkpointer.as_ref()))
+        Ok(SqliteTxn::new(
+            tx,
+            conn,
+            &self.key,
+            self.checkpointer.as_ref(),
+        ))
     }
 }
 

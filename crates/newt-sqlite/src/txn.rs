@@ -45,6 +45,9 @@ pub(crate) fn corrupt(e: serde_json::Error) -> StoreError {
 /// back.
 pub struct SqliteTxn<'a> {
     tx: Transaction<'a>,
+    conn: &'a rusqlite::Connection,
+    /// Which writes must be durable at commit.
+    durability: crate::durability::Durability,
     key: &'a StoreKey,
     checkpointer: Option<&'a crate::checkpoint::Checkpointer>,
     after_commit: Vec<AfterCommit>,
@@ -65,11 +68,14 @@ impl std::fmt::Debug for SqliteTxn<'_> {
 impl<'a> SqliteTxn<'a> {
     pub(crate) fn new(
         tx: Transaction<'a>,
+        conn: &'a rusqlite::Connection,
         key: &'a StoreKey,
         checkpointer: Option<&'a crate::checkpoint::Checkpointer>,
     ) -> Self {
         Self {
+            durability: crate::durability::Durability::new(conn),
             tx,
+            conn,
             key,
             checkpointer,
             after_commit: Vec::new(),
@@ -594,17 +600,29 @@ impl StoreTxn for SqliteTxn<'_> {
         self.after_commit.push(f);
     }
 
+    fn defer_durability(&mut self, defer: bool) {
+        self.durability.defer(self.conn, defer);
+    }
+
     fn commit(mut self) -> Result<(), StoreError> {
+        // Decided before the revision bumps: they follow the saves.
+        let durable = self.durability.needed(self.conn);
         self.bump_olm()?;
         self.bump_inbound()?;
         self.bump_devices()?;
         self.tx.commit().map_err(backend)?;
+        // Committed: the caches follow even if the sync below fails.
+        let synced = if durable {
+            crate::durability::sync_log(self.conn)
+        } else {
+            Ok(())
+        };
         if let Some(checkpointer) = self.checkpointer {
             checkpointer.poke();
         }
         for f in self.after_commit {
             f();
         }
-        Ok(())
+        synced.map_err(|e| StoreError::Backend(format!("committed, but not made durable: {e}")))
     }
 }

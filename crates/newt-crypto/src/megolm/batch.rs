@@ -114,7 +114,8 @@ fn save_deferred_uses(
     if uses.is_empty() {
         return Ok(());
     }
-    txn.save_index_uses(room_id, &uses)
+    // MEG-08 records are redone by decrypting the events again.
+    crate::store::redoable(txn, |txn| txn.save_index_uses(room_id, &uses))
 }
 
 /// The pipeline of [`decrypt_timeline`].

@@ -195,7 +195,9 @@ fn check_index(
             };
             match me.cache.deferred_uses.borrow_mut().as_mut() {
                 Some(uses) => uses.push((session_id.to_owned(), index, this_use.clone())),
-                None => txn.save_index_use(room_id, session_id, index, &this_use)?,
+                None => crate::store::redoable(txn, |txn| {
+                    txn.save_index_use(room_id, session_id, index, &this_use)
+                })?,
             }
             let mut uses = me.cache.index_uses.borrow_mut();
             match uses.get_mut(room_id, session_id) {

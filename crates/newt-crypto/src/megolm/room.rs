@@ -106,9 +106,10 @@ pub(crate) fn apply_room_update(
     events: &[&Value],
     limited: bool,
 ) -> Result<(RoomRecord, StateEffects), StoreError> {
-    let mut room = txn
-        .load_room(room_id)?
-        .unwrap_or_else(|| RoomRecord::new(room_id));
+    let stored = txn.load_room(room_id)?;
+    // A timeline without state changes nothing: most syncs of a busy room.
+    let unchanged = stored.is_some() && events.is_empty();
+    let mut room = stored.unwrap_or_else(|| RoomRecord::new(room_id));
     let mut effects = StateEffects::default();
     for event in events {
         apply_state_event(&mut room, event, &mut effects);
@@ -122,6 +123,8 @@ pub(crate) fn apply_room_update(
     {
         effects.left = true;
     }
-    txn.save_room(&room)?;
+    if !unchanged {
+        txn.save_room(&room)?;
+    }
     Ok((room, effects))
 }

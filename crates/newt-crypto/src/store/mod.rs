@@ -321,6 +321,26 @@ pub trait StoreTxn {
     fn get_value(&mut self, key: &str) -> Result<Option<String>, StoreError>;
     /// Sets a small non-secret value.
     fn set_value(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
-    /// Makes every write of this transaction durable, atomically.
+    /// While on, writes are ones newt can redo: a device list it can query
+    /// again, a claim it can repeat, MEG-08 records of events it decrypted.
+    /// A store may then let a commit holding only such writes reach the
+    /// disk later, with the next durable commit (or a checkpoint), as long
+    /// as commits become durable in order. Off by default; anything
+    /// written with it off is durable at its commit.
+    fn defer_durability(&mut self, _defer: bool) {}
+    /// Commits every write of this transaction, atomically; durably unless
+    /// all of them were made with [`Self::defer_durability`] on.
     fn commit(self) -> Result<(), StoreError>;
+}
+
+/// Runs `f` with [`StoreTxn::defer_durability`] on: for writes newt can
+/// redo if a power loss takes them.
+pub(crate) fn redoable<T: StoreTxn, R, E>(
+    txn: &mut T,
+    f: impl FnOnce(&mut T) -> Result<R, E>,
+) -> Result<R, E> {
+    txn.defer_durability(true);
+    let result = f(txn);
+    txn.defer_durability(false);
+    result
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod checkpoint;
+mod durability;
 mod replay;
 
 use newt_crypto::store::{Store, StoreTxn, conformance};
