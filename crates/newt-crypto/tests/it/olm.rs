@@ -2,7 +2,7 @@
 //! REC-01..03, TD-04.
 
 use crate::raw_peer::RawPeer;
-use crate::router::{Router, decrypted, rejected};
+use crate::router::{Peer, Router, decrypted, rejected};
 use newt_crypto::store::{Store, StoreTxn};
 use newt_crypto::{RequestKind, SenderTrust, ToDeviceError, ToDeviceOutcome};
 use serde_json::json;
@@ -398,6 +398,22 @@ fn restart_keeps_sessions() {
     );
 }
 
+/// Alice knows bob's device and has planned a claim for it.
+fn alice_claiming_bob(router: &mut Router) -> (Peer, Peer, Vec<newt_crypto::OutgoingRequest>) {
+    use newt_crypto::Recipients;
+    let mut alice = router.device("alice", "A1");
+    let bob = router.device("bob", "B1");
+    router.introduce(&mut alice, &bob.user);
+    let recipients = Recipients::Users(vec![bob.user.clone()]);
+    let mut txn = alice.store.transaction().unwrap();
+    let claims = alice
+        .machine
+        .get_missing_sessions(&mut txn, &recipients, router.now())
+        .unwrap();
+    txn.commit().unwrap();
+    (alice, bob, claims)
+}
+
 /// TD-01, TD-02: one request carries one event type; until it is
 /// answered the same request (path with its transaction ID, and body) is
 /// handed out again, also after a restart.
@@ -405,16 +421,8 @@ fn restart_keeps_sessions() {
 fn to_device_request_is_stable_until_answered() {
     use newt_crypto::Recipients;
     let mut router = Router::new();
-    let mut alice = router.device("alice", "A1");
-    let bob = router.device("bob", "B1");
-    router.introduce(&mut alice, &bob.user);
+    let (mut alice, bob, _) = alice_claiming_bob(&mut router);
     let recipients = Recipients::Users(vec![bob.user.clone()]);
-    let mut txn = alice.store.transaction().unwrap();
-    alice
-        .machine
-        .get_missing_sessions(&mut txn, &recipients, router.now())
-        .unwrap();
-    txn.commit().unwrap();
     router.flush(&mut alice);
     let mut txn = alice.store.transaction().unwrap();
     alice
@@ -461,17 +469,10 @@ fn to_device_request_is_stable_until_answered() {
 /// keys are not an object gets no key (CLM-02) and backs off.
 #[test]
 fn malformed_claim_responses() {
-    use newt_crypto::{ClaimFailure, Recipients, ResponseError};
+    use newt_crypto::{ClaimFailure, ResponseError};
     let mut router = Router::new();
-    let mut alice = router.device("alice", "A1");
-    let bob = router.device("bob", "B1");
-    router.introduce(&mut alice, &bob.user);
-    let recipients = Recipients::Users(vec![bob.user.clone()]);
+    let (mut alice, bob, claims) = alice_claiming_bob(&mut router);
     let mut txn = alice.store.transaction().unwrap();
-    let claims = alice
-        .machine
-        .get_missing_sessions(&mut txn, &recipients, router.now())
-        .unwrap();
     assert_eq!(claims.len(), 1);
     let id = claims[0].request_id();
     for bad in ["[]", r#"{"one_time_keys": []}"#, "{"] {

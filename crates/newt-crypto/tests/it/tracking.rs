@@ -1,13 +1,36 @@
 //! Device tracking: TRK-01..05, TRK-10, TRK-11.
 
 use crate::raw_peer::RawPeer;
-use crate::router::{Router, user};
+use crate::router::{Peer, Router, user};
 use newt_crypto::store::{Store, StoreTxn};
-use newt_crypto::{RequestKind, SyncChanges};
+use newt_crypto::{OutgoingRequest, RequestKind, SyncChanges};
 use serde_json::Value;
 
 fn query_count(router: &Router) -> usize {
     router.count(RequestKind::KeysQuery)
+}
+
+/// Bob starts tracking eve: both, and bob's one query for eve, handed out
+/// and not answered.
+fn querying_eve(router: &mut Router) -> (Peer, RawPeer, OutgoingRequest) {
+    let mut bob = router.device("bob", "B1");
+    let eve = RawPeer::new(router, "eve", "E1");
+    let mut txn = bob.store.transaction().unwrap();
+    bob.machine
+        .update_tracked_users(&mut txn, std::slice::from_ref(&eve.user))
+        .unwrap();
+    let requests = bob
+        .machine
+        .outgoing_requests(&mut txn, router.now())
+        .unwrap();
+    txn.commit().unwrap();
+    let queries: Vec<_> = requests
+        .into_iter()
+        .filter(|r| r.kind() == RequestKind::KeysQuery && r.body().contains("eve"))
+        .collect();
+    assert_eq!(queries.len(), 1);
+    let query = queries.into_iter().next().unwrap();
+    (bob, eve, query)
 }
 
 /// TRK-01: tracked users are queried once and then current; a second
@@ -36,22 +59,8 @@ fn tracked_users_are_queried_once() {
 #[test]
 fn change_during_query_keeps_user_outdated() {
     let mut router = Router::new();
-    let mut bob = router.device("bob", "B1");
-    let eve = RawPeer::new(&mut router, "eve", "E1");
+    let (mut bob, eve, query) = querying_eve(&mut router);
     let mut txn = bob.store.transaction().unwrap();
-    bob.machine
-        .update_tracked_users(&mut txn, std::slice::from_ref(&eve.user))
-        .unwrap();
-    let first = bob
-        .machine
-        .outgoing_requests(&mut txn, router.now())
-        .unwrap();
-    let queries: Vec<_> = first
-        .iter()
-        .filter(|r| r.kind() == RequestKind::KeysQuery && r.body().contains("eve"))
-        .collect();
-    assert_eq!(queries.len(), 1);
-    let query = queries[0].clone();
     // The change arrives before the response.
     let mut changes = SyncChanges::default();
     changes.device_lists_changed = vec![eve.user.clone()];
@@ -255,21 +264,8 @@ fn own_device_missing_is_reuploaded() {
 #[test]
 fn device_keys_are_kept_as_received_and_bad_responses_change_nothing() {
     let mut router = Router::new();
-    let mut bob = router.device("bob", "B1");
-    let eve = RawPeer::new(&mut router, "eve", "E1");
+    let (mut bob, eve, query) = querying_eve(&mut router);
     let mut txn = bob.store.transaction().unwrap();
-    bob.machine
-        .update_tracked_users(&mut txn, std::slice::from_ref(&eve.user))
-        .unwrap();
-    let requests = bob
-        .machine
-        .outgoing_requests(&mut txn, router.now())
-        .unwrap();
-    let query = requests
-        .iter()
-        .find(|r| r.kind() == RequestKind::KeysQuery && r.body().contains("eve"))
-        .unwrap()
-        .clone();
     for bad in [
         r#"{"device_keys": []}"#,
         r#"{"device_keys": {"@eve:example.org": "E1"}}"#,
