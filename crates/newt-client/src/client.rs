@@ -266,11 +266,10 @@ impl Client {
             // loss takes them only with what came after, and the server
             // sends that part of the sync again. To-device effects (TD-04)
             // are written with deferral off and make this commit durable.
-            txn.defer_durability(true);
-            let deferred = crate::rooms::update_room_list(&mut txn, &sync)
-                .and_then(|()| txn.set_value(SYNC_TOKEN, &next_batch));
-            txn.defer_durability(false);
-            deferred?;
+            newt_crypto::store::redoable(&mut txn, |txn| {
+                crate::rooms::update_room_list(txn, &sync)?;
+                txn.set_value(SYNC_TOKEN, &next_batch)
+            })?;
             txn.commit()?;
             self.to_device.extend(outcome.to_device);
             let timelines = crate::rooms::timelines(&sync);

@@ -99,16 +99,16 @@ impl OlmMachine {
         match &pending.kind {
             PendingKind::KeysQuery { users } => {
                 let response: tracking::QueryResponse<'_> = parse_object(body)?;
-                // Lost, the request is sent again and its answer applied again.
-                redoable(txn, |txn| self.forget_request(txn, request_id))?;
-                self.query_answered(txn, users, &response, state.pending_upload.is_none(), now)
+                let no_upload_pending = state.pending_upload.is_none();
+                self.query_answered(txn, request_id, users, &response, no_upload_pending, now)
             }
             PendingKind::KeysClaim { devices } => {
                 let response: claim::ClaimResponse<'_> = parse_object(body)?;
-                redoable(txn, |txn| self.forget_request(txn, request_id))?;
-                // Nothing was encrypted with the new sessions yet: lost,
-                // they are claimed again. The m.dummy below is durable.
+                // Lost, the request is sent again; nothing was encrypted
+                // with the new sessions yet, so they are claimed again.
+                // The m.dummy below is durable.
                 let claimed = redoable(txn, |txn| {
+                    self.forget_request(txn, request_id)?;
                     claim::receive_claim(
                         txn,
                         self.outbound_account.get(),
@@ -154,14 +154,16 @@ impl OlmMachine {
     fn query_answered(
         &self,
         txn: &mut impl StoreTxn,
+        request_id: &str,
         users: &BTreeMap<OwnedUserId, u64>,
         response: &tracking::QueryResponse<'_>,
         no_upload_pending: bool,
         now: Timestamp,
     ) -> Result<ResponseOutcome, ResponseError> {
-        // A device list can be queried again; what the response releases
-        // (and an upload of our keys) is durable.
+        // Lost, the request is sent again and its answer applied again; what
+        // the response releases (and an upload of our keys) is durable.
         let query = redoable(txn, |txn| {
+            self.forget_request(txn, request_id)?;
             tracking::receive_query(txn, users, response, &self.own(), &self.keys, now)
         })?;
         // TRK-10: the server lost our device: publish its keys again.

@@ -333,9 +333,9 @@ pub trait StoreTxn {
     fn commit(self) -> Result<(), StoreError>;
 }
 
-/// Runs `f` with [`StoreTxn::defer_durability`] on: for writes newt can
-/// redo if a power loss takes them.
-pub(crate) fn redoable<T: StoreTxn, R, E>(
+/// Runs `f` with [`StoreTxn::defer_durability`] on: for writes that can be
+/// redone if a power loss takes them. Deferral ends however `f` returns.
+pub fn redoable<T: StoreTxn, R, E>(
     txn: &mut T,
     f: impl FnOnce(&mut T) -> Result<R, E>,
 ) -> Result<R, E> {
