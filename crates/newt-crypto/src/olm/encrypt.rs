@@ -2,7 +2,7 @@
 //! `/sendToDevice` requests (TD-01, TD-02).
 
 use super::cache::OlmCache;
-use super::pack::{self, UserEntry, push_quoted, quoted};
+use super::pack::{self, Entry, UserEntry, push_quoted, quoted};
 use super::sessions::{self, LiveSession};
 use crate::OLM_ALGORITHM;
 use crate::device_keys::VerifiedDeviceKeys;
@@ -73,24 +73,21 @@ fn plaintext(prefix: &str, recipient: &VerifiedDeviceKeys) -> String {
 }
 
 /// One device's part of a body: `"device":` and its `m.room.encrypted`
-/// content, the message's bytes encoded straight into it. Base64 needs no
-/// escaping; `sender_key` comes quoted.
-fn encrypted_entry(device: &str, sender_key: &str, key: &str, kind: u8, message: &[u8]) -> String {
-    let body = message.len().div_ceil(3) * 4;
-    let mut out = String::with_capacity(body + device.len() + key.len() + sender_key.len() + 100);
-    push_quoted(&mut out, device);
-    out.push_str(":{\"algorithm\":\"");
-    out.push_str(OLM_ALGORITHM);
-    out.push_str("\",\"sender_key\":");
-    out.push_str(sender_key);
-    out.push_str(",\"ciphertext\":{");
-    push_quoted(&mut out, key);
-    out.push_str(":{\"type\":");
-    out.push(if kind == 0 { '0' } else { '1' });
-    out.push_str(",\"body\":\"");
-    crate::b64::encode_into(&mut out, message);
-    out.push_str("\"}}}");
-    out
+/// content, ending in the message's base64, which is written straight
+/// into the body. Base64 needs no escaping; `sender_key` comes quoted.
+fn encrypted_entry(device: &str, sender_key: &str, key: &str, kind: u8, message: Vec<u8>) -> Entry {
+    let mut head = String::with_capacity(device.len() + key.len() + sender_key.len() + 100);
+    push_quoted(&mut head, device);
+    head.push_str(":{\"algorithm\":\"");
+    head.push_str(OLM_ALGORITHM);
+    head.push_str("\",\"sender_key\":");
+    head.push_str(sender_key);
+    head.push_str(",\"ciphertext\":{");
+    push_quoted(&mut head, key);
+    head.push_str(":{\"type\":");
+    head.push(if kind == 0 { '0' } else { '1' });
+    head.push_str(",\"body\":\"");
+    Entry::encoded(head, message, "\"}}}")
 }
 
 /// Encrypts `content` as `event_type` for every device in `recipients`
@@ -154,7 +151,7 @@ pub(crate) fn encrypt_for_devices(
                 OlmMessage::PreKey(m) => (0, m.to_bytes()),
                 OlmMessage::Normal(m) => (1, m.to_bytes()),
             };
-            let entry = encrypted_entry(device.device_id().as_str(), &sender_key, key, kind, &body);
+            let entry = encrypted_entry(device.device_id().as_str(), &sender_key, key, kind, body);
             let record = live.to_record()?;
             Ok(Some(Encrypted {
                 entry,
@@ -247,7 +244,7 @@ enum Source {
 
 /// One device's part of the body and its advanced session.
 struct Encrypted {
-    entry: String,
+    entry: Entry,
     record: OlmSessionRecord,
     live: LiveSession,
 }
@@ -259,8 +256,10 @@ mod tests {
     #[test]
     fn encrypted_content_is_the_json_it_describes() {
         // An entry is one member of the user's object.
-        let content = |entry: String| -> Value {
-            let object: Value = serde_json::from_str(&format!("{{{entry}}}")).unwrap();
+        let content = |entry: Entry| -> Value {
+            let mut text = String::new();
+            entry.push_to(&mut text);
+            let object: Value = serde_json::from_str(&format!("{{{text}}}")).unwrap();
             object["DEV\"ICE"].clone()
         };
         let value = content(encrypted_entry(
@@ -268,7 +267,7 @@ mod tests {
             "\"SENDER\"",
             "KEY+/",
             0,
-            b"body",
+            b"body".to_vec(),
         ));
         assert_eq!(
             value,
@@ -278,7 +277,7 @@ mod tests {
                 "ciphertext": {"KEY+/": {"type": 0, "body": "Ym9keQ"}},
             })
         );
-        let normal = content(encrypted_entry("DEV\"ICE", "\"S\"", "K", 1, b"b"));
+        let normal = content(encrypted_entry("DEV\"ICE", "\"S\"", "K", 1, b"b".to_vec()));
         // The body is what vodozemac's own encoding of the message gives.
         let (alice, mut bob) = (
             vodozemac::olm::Account::new(),
@@ -301,7 +300,7 @@ mod tests {
             "\"S\"",
             "K",
             0,
-            &message.to_bytes(),
+            message.to_bytes(),
         ));
         assert_eq!(pre_key["ciphertext"]["K"]["body"], message.to_base64());
         assert_eq!(normal["ciphertext"]["K"]["type"], 1);
