@@ -108,8 +108,10 @@ pub(crate) fn plan_queries(
     now: Timestamp,
     next_seq: &mut u64,
 ) -> Result<Vec<PendingRequest>, StoreError> {
+    // Only outdated users are read: this runs on every call for outgoing
+    // requests, and most tracked users are up to date.
     let mut due: Vec<TrackedUser> = txn
-        .load_tracked_users()?
+        .load_outdated_users()?
         .into_iter()
         .filter(|u| {
             u.tracked

@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = newt_crypto::ruma::OwnedDeviceId::from("FIXTURE");
     let machine = OlmMachine::open(&mut txn, &user, &device, Timestamp(0))?;
     txn.set_value("sync_token", "s_fixture")?;
-    // Schema 2: device tracking.
+    // Schema 2: device tracking (schema 8: the peer is outdated).
     let peer = newt_crypto::ruma::OwnedUserId::try_from("@peer:example.org")?;
     txn.save_tracked_user(&newt_crypto::store::TrackedUser::new(peer))?;
     // Schema 4: a pending request (the peer's `/keys/query`).

@@ -233,6 +233,11 @@ impl StoreTxn for SqliteTxn<'_> {
         self.query_json("SELECT data FROM tracked_users", [])
     }
 
+    fn load_outdated_users(&mut self) -> Result<Vec<TrackedUser>, StoreError> {
+        // The partial index of schema 8: no other row is read or parsed.
+        self.query_json("SELECT data FROM tracked_users WHERE outdated = 1", [])
+    }
+
     fn load_tracked_user(&mut self, user: &UserId) -> Result<Option<TrackedUser>, StoreError> {
         Ok(self
             .query_json(
@@ -244,11 +249,13 @@ impl StoreTxn for SqliteTxn<'_> {
 
     fn save_tracked_user(&mut self, user: &TrackedUser) -> Result<(), StoreError> {
         let data = serde_json::to_string(user).map_err(corrupt)?;
+        // `outdated` indexes the record it is written with (schema 8).
         exec_cached(
             &self.tx,
-            "INSERT INTO tracked_users (user_id, data) VALUES (?1, ?2)
-                 ON CONFLICT(user_id) DO UPDATE SET data = excluded.data",
-            params![user.user_id.as_str(), data],
+            "INSERT INTO tracked_users (user_id, data, outdated) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(user_id) DO UPDATE SET
+                     data = excluded.data, outdated = excluded.outdated",
+            params![user.user_id.as_str(), data, user.tracked && user.outdated],
         )
         .map_err(backend)?;
         Ok(())

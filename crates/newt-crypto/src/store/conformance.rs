@@ -147,9 +147,31 @@ pub fn tracked_users_and_devices<S: Store>(store: &mut S) {
         txn.load_tracked_user(&alice).unwrap(),
         Some(tracked.clone())
     );
+    let outdated = |txn: &mut S::Txn<'_>| -> Vec<OwnedUserId> {
+        let mut users: Vec<_> = txn
+            .load_outdated_users()
+            .unwrap()
+            .into_iter()
+            .map(|u| u.user_id)
+            .collect();
+        users.sort();
+        users
+    };
+    assert_eq!(outdated(&mut txn), vec![alice.clone(), bob.clone()]);
     tracked.outdated = false;
     tracked.generation = 7;
     txn.save_tracked_user(&tracked).unwrap();
+    // An outdated user no longer tracked (TRK-05) is not queried.
+    let mut left = TrackedUser::new(bob.clone());
+    left.tracked = false;
+    txn.save_tracked_user(&left).unwrap();
+    assert!(
+        outdated(&mut txn).is_empty(),
+        "saves update the outdated set"
+    );
+    left.tracked = true;
+    txn.save_tracked_user(&left).unwrap();
+    assert_eq!(outdated(&mut txn), vec![bob.clone()]);
     let mut changed = device(&alice, "A1");
     changed.local.blocked = true;
     txn.save_device(&changed).unwrap();

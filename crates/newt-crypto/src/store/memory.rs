@@ -195,6 +195,17 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(self.state.users.values().cloned().collect())
     }
 
+    fn load_outdated_users(&mut self) -> Result<Vec<TrackedUser>, StoreError> {
+        // Filtered before copying: most users are up to date.
+        Ok(self
+            .state
+            .users
+            .values()
+            .filter(|u| u.tracked && u.outdated)
+            .cloned()
+            .collect())
+    }
+
     fn load_tracked_user(&mut self, user: &UserId) -> Result<Option<TrackedUser>, StoreError> {
         Ok(self.state.users.get(user).cloned())
     }

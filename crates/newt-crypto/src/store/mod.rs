@@ -79,6 +79,14 @@ pub trait StoreTxn {
 
     /// Every user with a tracking record.
     fn load_tracked_users(&mut self) -> Result<Vec<TrackedUser>, StoreError>;
+    /// The tracked users marked outdated: what planning `/keys/query`
+    /// (TRK-01) reads on every call for outgoing requests. The default
+    /// reads every record; stores should read only these.
+    fn load_outdated_users(&mut self) -> Result<Vec<TrackedUser>, StoreError> {
+        let mut users = self.load_tracked_users()?;
+        users.retain(|u| u.tracked && u.outdated);
+        Ok(users)
+    }
     /// One user's tracking record.
     fn load_tracked_user(&mut self, user: &UserId) -> Result<Option<TrackedUser>, StoreError>;
     /// Inserts or replaces a tracking record.

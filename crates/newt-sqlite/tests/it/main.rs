@@ -225,6 +225,17 @@ fn opens_stores_of_every_past_schema_version() {
                 txn.load_tracked_user(&peer).unwrap().is_some(),
                 "v2 tracking data lost"
             );
+            // Schema 8 found the outdated users among the records.
+            let ids = |users: Vec<newt_crypto::store::TrackedUser>| {
+                let mut ids: Vec<_> = users.into_iter().map(|u| u.user_id).collect();
+                ids.sort();
+                ids
+            };
+            let outdated = ids(txn.load_outdated_users().unwrap());
+            let mut all = txn.load_tracked_users().unwrap();
+            all.retain(|u| u.tracked && u.outdated);
+            assert_eq!(outdated, ids(all));
+            assert!(outdated.contains(&peer), "{}", source.display());
         }
         if version >= 4 {
             let pending = txn.load_pending_requests().unwrap();
