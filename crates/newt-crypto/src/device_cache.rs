@@ -86,14 +86,46 @@ impl DeviceCache {
         // Read, not written: stamped with the revision they were read at,
         // so any later device save (this transaction's too) retires them.
         let keep: Vec<(OwnedUserId, UserDevices)> = missing.into_iter().zip(loaded).collect();
-        self.0.after_commit(txn, revision, revision, move |known| {
-            let held: usize = known.values().map(|d| d.len()).sum();
-            let adding: usize = keep.iter().map(|(_, d)| d.len()).sum();
-            if held + adding > CAPACITY {
-                known.clear();
-            }
-            known.extend(keep);
-        });
+        self.0
+            .after_commit(txn, revision, revision, move |known| add(known, keep));
         Ok(found.into_iter().flatten().collect())
     }
+
+    /// Call before saving a `/keys/query` response's devices: the revision
+    /// the saves start from, with the cache brought to it.
+    pub(crate) fn before_saves(&self, txn: &mut impl StoreTxn) -> Result<Option<u64>, StoreError> {
+        let revision = txn.device_revision()?;
+        self.0.current(revision, |_| ());
+        Ok(revision)
+    }
+
+    /// Call right after the saves (and no other device save) with each
+    /// user's whole list as the store now holds it: once `txn` commits the
+    /// lists are cached at the revision the saves made, so the share and
+    /// the claim that follow a query read no device from the store.
+    pub(crate) fn saved(
+        &self,
+        txn: &mut impl StoreTxn,
+        before: Option<u64>,
+        lists: Vec<(OwnedUserId, Vec<(VerifiedDeviceKeys, DeviceRecord)>)>,
+    ) -> Result<(), StoreError> {
+        let after = txn.device_revision()?;
+        let keep: Vec<(OwnedUserId, UserDevices)> = lists
+            .into_iter()
+            .map(|(user, list)| (user, Arc::new(list)))
+            .collect();
+        self.0
+            .after_commit(txn, before, after, move |known| add(known, keep));
+        Ok(())
+    }
+}
+
+/// Adds lists to the cache, starting over past [`CAPACITY`].
+fn add(known: &mut BTreeMap<OwnedUserId, UserDevices>, lists: Vec<(OwnedUserId, UserDevices)>) {
+    let held: usize = known.values().map(|d| d.len()).sum();
+    let adding: usize = lists.iter().map(|(_, d)| d.len()).sum();
+    if held + adding > CAPACITY {
+        known.clear();
+    }
+    known.extend(lists);
 }

@@ -164,7 +164,14 @@ impl OlmMachine {
         // the response releases (and an upload of our keys) is durable.
         let query = redoable(txn, |txn| {
             self.forget_request(txn, request_id)?;
-            tracking::receive_query(txn, users, response, &self.own(), &self.keys, now)
+            tracking::receive_query(
+                txn,
+                users,
+                response,
+                &self.own(),
+                (&self.keys, &self.devices),
+                now,
+            )
         })?;
         // TRK-10: the server lost our device: publish its keys again.
         if query.own_device_missing && no_upload_pending {

@@ -185,11 +185,17 @@ pub(crate) fn receive_query(
     users: &BTreeMap<OwnedUserId, u64>,
     response: &QueryResponse<'_>,
     own: &Own<'_>,
-    keys: &crate::key_cache::KeyCache,
+    caches: (
+        &crate::key_cache::KeyCache,
+        &crate::device_cache::DeviceCache,
+    ),
     now: Timestamp,
 ) -> Result<QueryOutcome, StoreError> {
+    let (keys, device_cache) = caches;
     let mut outcome = QueryOutcome::default();
     let mut checked = check_all(users, response, own);
+    let before = device_cache.before_saves(txn)?;
+    let mut lists = Vec::new();
     for (user_id, generation) in users {
         let Some(mut tracked) = txn.load_tracked_user(user_id)? else {
             continue;
@@ -209,7 +215,8 @@ pub(crate) fn receive_query(
         if user_id == own.user_id {
             check_own_device(listed, own, &mut outcome);
         }
-        store_devices(txn, user_id, listed, own, keys, &mut checked, &mut outcome)?;
+        let list = store_devices(txn, user_id, listed, own, keys, &mut checked, &mut outcome)?;
+        lists.push((user_id.clone(), list));
         tracked.failures = 0;
         tracked.retry_at_ms = None;
         // TRK-04: a change that arrived while this was in flight keeps the
@@ -220,6 +227,7 @@ pub(crate) fn receive_query(
         txn.save_tracked_user(&tracked)?;
         outcome.updated.push(user_id.clone());
     }
+    device_cache.saved(txn, before, lists)?;
     Ok(outcome)
 }
 
@@ -298,11 +306,15 @@ fn store_devices(
     keys: &crate::key_cache::KeyCache,
     checked: &mut Checked,
     outcome: &mut QueryOutcome,
-) -> Result<(), StoreError> {
-    let existing: BTreeMap<String, DeviceRecord> = txn
+) -> Result<Vec<(VerifiedDeviceKeys, DeviceRecord)>, StoreError> {
+    // The user's list as the store holds it, in its order (by device ID);
+    // every save and delete below is applied here too, so it ends as the
+    // store's list after them. Each device is looked up before its own
+    // save: a lookup sees the stored record.
+    let mut held: BTreeMap<String, (Option<VerifiedDeviceKeys>, DeviceRecord)> = txn
         .load_devices(user_id)?
         .into_iter()
-        .map(|d| (d.device_id.to_string(), d))
+        .map(|d| (d.device_id.to_string(), (None, d)))
         .collect();
     let empty = Listed::new();
     let listed = listed.unwrap_or(&empty);
@@ -333,30 +345,53 @@ fn store_devices(
             keys.insert(verified.ed25519_base64(), parsed);
         }
         let mut record = verified.to_record();
-        if let Some(old) = existing.get(device_id) {
-            if old.ed25519 != record.ed25519 || old.curve25519 != record.curve25519 {
-                // TRK-08: never silently replace a known device's keys.
-                tracing::warn!(%user_id, %device_id, "device keys changed; keeping the old ones");
+        let refused = match held.get(device_id) {
+            // TRK-08: never silently replace a known device's keys.
+            Some((_, old))
+                if old.ed25519 != record.ed25519 || old.curve25519 != record.curve25519 =>
+            {
                 let mut flagged = old.clone();
                 flagged.local.key_change_refused = true;
-                txn.save_device(&flagged)?;
-                outcome.rejected.push(RejectedDevice {
-                    user_id: user_id.to_owned(),
-                    device_id: device_id.clone(),
-                    reason: DeviceRejection::KeysChanged,
-                });
-                continue;
+                Some(flagged)
             }
-            record.local = old.local.clone();
+            Some((_, old)) => {
+                record.local = old.local.clone();
+                None
+            }
+            None => None,
+        };
+        if let Some(flagged) = refused {
+            tracing::warn!(%user_id, %device_id, "device keys changed; keeping the old ones");
+            txn.save_device(&flagged)?;
+            held.insert(device_id.clone(), (None, flagged));
+            outcome.rejected.push(RejectedDevice {
+                user_id: user_id.to_owned(),
+                device_id: device_id.clone(),
+                reason: DeviceRejection::KeysChanged,
+            });
+            continue;
         }
         txn.save_device(&record)?;
+        held.insert(device_id.clone(), (Some(verified), record));
     }
-    for (device_id, old) in &existing {
-        if !listed.contains_key(device_id) {
+    // Devices no longer listed go. Everything inserted above is listed.
+    let gone: Vec<String> = held
+        .keys()
+        .filter(|id| !listed.contains_key(*id))
+        .cloned()
+        .collect();
+    for device_id in gone {
+        if let Some((_, old)) = held.remove(&device_id) {
             txn.delete_device(user_id, &old.device_id)?;
         }
     }
-    Ok(())
+    // Devices kept unchanged have their keys parsed again.
+    held.into_values()
+        .map(|(keys, record)| match keys {
+            Some(keys) => Ok((keys, record)),
+            None => Ok((VerifiedDeviceKeys::from_record(&record)?, record)),
+        })
+        .collect()
 }
 
 /// A user's stored devices with their local state.

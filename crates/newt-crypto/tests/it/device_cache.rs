@@ -61,3 +61,96 @@ fn rolled_back_verification_does_not_count() {
     assert!(outcome.rotated, "{outcome:?}");
     assert_eq!(outcome.withheld.len(), 1, "{outcome:?}");
 }
+
+/// A `/keys/query` response leaves its users' lists cached only once its
+/// transaction commits: one rolled back never counts, though a share in
+/// its transaction saw the device it added.
+#[test]
+fn rolled_back_query_does_not_count() {
+    let mut w = world(megolm());
+    w.send("hello");
+    let bob2 = w.router.device("bob", "B2");
+    let mut changes = newt_crypto::SyncChanges::default();
+    changes.device_lists_changed = vec![bob2.user.clone()];
+    w.alice.apply(&changes, w.router.now());
+    let is_bob2 = |user: &newt_crypto::ruma::OwnedUserId, device: &str| {
+        *user == bob2.user && device == bob2.device.as_str()
+    };
+    let mut store = std::mem::take(&mut w.alice.store);
+    let mut txn = store.transaction().unwrap();
+    let requests = w
+        .alice
+        .machine
+        .outgoing_requests(&mut txn, w.router.now())
+        .unwrap();
+    let query = requests
+        .iter()
+        .find(|r| r.kind() == newt_crypto::RequestKind::KeysQuery)
+        .unwrap();
+    let response = w.router.query(&serde_json::from_str(query.body()).unwrap());
+    w.alice
+        .machine
+        .mark_request_as_sent(
+            &mut txn,
+            query.request_id(),
+            &response.to_string(),
+            w.router.now(),
+        )
+        .unwrap();
+    // No Olm session with the new device yet: it is told so (WHD-03).
+    let seen = w
+        .alice
+        .machine
+        .share_room_key(&mut txn, ROOM, SharePolicy::default(), w.router.now())
+        .unwrap();
+    assert!(
+        seen.withheld.iter().any(|(u, d, _)| is_bob2(u, d.as_str())),
+        "{seen:?}"
+    );
+    drop(txn);
+    let mut txn = store.transaction().unwrap();
+    let outcome = w
+        .alice
+        .machine
+        .share_room_key(&mut txn, ROOM, SharePolicy::default(), w.router.now())
+        .unwrap();
+    assert!(
+        !outcome
+            .withheld
+            .iter()
+            .any(|(u, d, _)| is_bob2(u, d.as_str())),
+        "{outcome:?}"
+    );
+    assert!(
+        !outcome
+            .shared_with
+            .iter()
+            .any(|(u, d)| is_bob2(u, d.as_str())),
+        "{outcome:?}"
+    );
+}
+
+/// TRK-08: a device whose keys changed is refused, and the share right
+/// after the query that showed it (served from the lists the query left)
+/// no longer counts it: the session rotates and the device is told why.
+#[test]
+fn refused_key_change_counts_at_the_next_share() {
+    let mut w = world(megolm());
+    let (_, first) = w.send("hello");
+    let bob = (w.bob.user.clone(), w.bob.device.clone());
+    assert!(first.shared_with.contains(&bob), "{first:?}");
+    // Bob's device ID now shows other keys, validly self-signed.
+    let _impostor = w.router.device("bob", bob.1.as_str());
+    let mut changes = newt_crypto::SyncChanges::default();
+    changes.device_lists_changed = vec![bob.0.clone()];
+    w.alice.apply(&changes, w.router.now());
+    let (_, second) = w.send("again");
+    assert!(second.rotated, "{second:?}");
+    assert!(!second.shared_with.contains(&bob), "{second:?}");
+    assert!(
+        second
+            .withheld
+            .contains(&(bob.0.clone(), bob.1.clone(), "m.unverified".to_owned())),
+        "{second:?}"
+    );
+}

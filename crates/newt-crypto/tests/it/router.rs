@@ -203,7 +203,7 @@ impl Router {
         Value::Object(map)
     }
 
-    fn query(&mut self, body: &Value) -> Value {
+    pub fn query(&mut self, body: &Value) -> Value {
         let mut out = Map::new();
         for user in body["device_keys"].as_object().unwrap().keys() {
             let server = user.split(':').nth(1).unwrap_or_default();
