@@ -1,13 +1,15 @@
 //! First share: a room of N devices newt has never seen. Timed: applying
 //! the `/keys/query` responses, planning the claim, applying the
 //! `/keys/claim` response (signature checks, session creation), and
-//! encrypting an `m.room_key` for every device into `/sendToDevice`
-//! bodies. Building the fixture responses is not timed.
+//! sharing the room's key (deciding who gets it, a new outbound session,
+//! an `m.room_key` encrypted for every device into `/sendToDevice`
+//! bodies). Building the fixture responses and applying the room's
+//! state are not timed.
 
 use crate::fixtures::{self, PeerDevice};
 use newt_crypto::ruma::OwnedUserId;
 use newt_crypto::store::{Store, StoreTxn};
-use newt_crypto::{OlmMachine, Recipients, RequestKind, Timestamp};
+use newt_crypto::{OlmMachine, Recipients, RequestKind, SharePolicy, Timestamp};
 use std::time::{Duration, Instant};
 use vodozemac::olm::{Account, SessionConfig};
 use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
@@ -50,6 +52,13 @@ pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
 /// The workload's time, and the machine that ran it.
 pub fn run<S: Store>(store: &mut S, peers: &[PeerDevice]) -> (Duration, OlmMachine) {
     let machine = machine(store);
+    // The room's state, as a sync before the first message brings it.
+    let Ok(mut txn) = store.transaction() else {
+        unreachable!()
+    };
+    let state = fixtures::room_state(peers);
+    let _ = machine.receive_room_state(&mut txn, fixtures::ROOM, &state, NOW);
+    let _ = txn.commit();
     let users: Vec<OwnedUserId> = {
         let mut u: Vec<String> = peers.iter().map(|p| p.user.clone()).collect();
         u.sort();
@@ -112,8 +121,6 @@ pub fn run<S: Store>(store: &mut S, peers: &[PeerDevice]) -> (Duration, OlmMachi
             )
         })
         .collect();
-    let content = fixtures::room_key_content();
-
     let start = Instant::now();
     for (id, response) in &claim_responses {
         let Ok(mut txn) = store.transaction() else {
@@ -127,7 +134,7 @@ pub fn run<S: Store>(store: &mut S, peers: &[PeerDevice]) -> (Duration, OlmMachi
     let Ok(mut txn) = store.transaction() else {
         unreachable!()
     };
-    let outcome = machine.encrypt_to_device(&mut txn, "m.room_key", &content, &recipients);
+    let outcome = machine.share_room_key(&mut txn, fixtures::ROOM, SharePolicy::default(), NOW);
     phase("encrypt only", t);
     let t2 = Instant::now();
     let bodies = machine.outgoing_requests(&mut txn, NOW).unwrap_or_default();
@@ -135,7 +142,7 @@ pub fn run<S: Store>(store: &mut S, peers: &[PeerDevice]) -> (Duration, OlmMachi
     let _ = txn.commit();
     phase("encrypt", t);
     timed += start.elapsed();
-    let sent = outcome.map(|o| o.sent_to.len()).unwrap_or(0);
+    let sent = outcome.map(|o| o.shared_with.len()).unwrap_or(0);
     assert_eq!(sent, peers.len(), "newt did not encrypt for every device");
     assert!(bodies.iter().any(|b| b.kind() == RequestKind::ToDevice));
     // The server took them (untimed), as a client would see next.

@@ -123,6 +123,52 @@ pub fn olm_plaintext(peers: &[PeerDevice]) -> String {
     .to_string()
 }
 
+/// The room the shares go through.
+pub const ROOM: &str = "!bench:bench.example";
+/// Its rotation period: a re-share is a rotation by time.
+pub const ROTATION_MS: u64 = 3_600_000;
+
+/// The room's state: encrypted, history shared, `@me` and every peer's
+/// user joined.
+pub fn room_state(peers: &[PeerDevice]) -> Vec<Value> {
+    let (me, _) = me();
+    let mut users: Vec<&str> = peers.iter().map(|p| p.user.as_str()).collect();
+    users.push(me.as_str());
+    users.sort_unstable();
+    users.dedup();
+    let event = |n: usize, kind: &str, key: &str, content: Value| {
+        json!({
+            "type": kind, "sender": me.as_str(), "state_key": key, "content": content,
+            "event_id": format!("$state{n}"), "origin_server_ts": 1, "room_id": ROOM,
+        })
+    };
+    let mut events = vec![
+        event(
+            0,
+            "m.room.encryption",
+            "",
+            json!({
+                "algorithm": "m.megolm.v1.aes-sha2", "rotation_period_ms": ROTATION_MS,
+            }),
+        ),
+        event(
+            1,
+            "m.room.history_visibility",
+            "",
+            json!({"history_visibility": "shared"}),
+        ),
+    ];
+    for (n, user) in users.into_iter().enumerate() {
+        events.push(event(
+            n + 2,
+            "m.room.member",
+            user,
+            json!({"membership": "join"}),
+        ));
+    }
+    events
+}
+
 pub fn room_key_content() -> Value {
     let session =
         vodozemac::megolm::GroupSession::new(vodozemac::megolm::SessionConfig::version_1());
