@@ -12,30 +12,54 @@ use crate::store::{
     RoomRecord, SharedAt, StoreError, StoreTxn,
 };
 use crate::time::Timestamp;
-use ruma::{OwnedDeviceId, OwnedUserId};
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig};
 
 type DeviceKey = (OwnedUserId, OwnedDeviceId);
 
-/// A device and what it gets.
+/// What a device gets.
 enum Decision {
     Share,
     Withhold(&'static str, &'static str),
 }
 
-/// ENC-10: each recipient device and whether it gets the key.
+/// A recipient device and what it gets.
+struct Decided {
+    decision: Decision,
+    picked: Picked,
+}
+
+impl Decided {
+    /// The device's IDs, borrowed from the cached list.
+    fn id(&self) -> (&UserId, &DeviceId) {
+        let record = self.picked.record();
+        (&record.user_id, &record.device_id)
+    }
+}
+
+/// The decision for one device, if it is a recipient.
+fn find<'a>(decided: &'a [Decided], user: &UserId, device: &DeviceId) -> Option<&'a Decided> {
+    decided
+        .binary_search_by(|d| d.id().cmp(&(user, device)))
+        .ok()
+        .and_then(|at| decided.get(at))
+}
+
+/// ENC-10: each recipient device and whether it gets the key, sorted by
+/// user and device. This runs before every message, for every device in
+/// the room: IDs are borrowed from the cached lists and looked up by
+/// binary search, not copied into maps.
 fn decide(
     txn: &mut impl StoreTxn,
     room: &RoomRecord,
     sender: &Sender<'_>,
     policy: SharePolicy,
-) -> Result<BTreeMap<DeviceKey, (Decision, Picked)>, StoreError> {
-    let mut out = BTreeMap::new();
+) -> Result<Vec<Decided>, StoreError> {
+    let mut out = Vec::new();
     let users = recipient_users(room);
-    // One batch for the room, from the cache when it is current: this
-    // runs before every message.
+    // One batch for the room, from the cache when it is current.
     for list in sender.devices.devices_of(txn, &users)? {
         for picked in Picked::each(&list) {
             let (keys, record) = (picked.keys(), picked.record());
@@ -51,10 +75,11 @@ fn decide(
             } else {
                 Decision::Share
             };
-            let id = (record.user_id.clone(), record.device_id.clone());
-            out.insert(id, (decision, picked));
+            out.push(Decided { decision, picked });
         }
     }
+    // Users come sorted and each list in store order: usually one pass.
+    out.sort_by(|a, b| a.id().cmp(&b.id()));
     Ok(out)
 }
 
@@ -63,19 +88,21 @@ fn must_rotate(
     state: &OutboundState,
     settings: &EncryptionSettings,
     shared_history: bool,
-    eligible: &BTreeSet<DeviceKey>,
+    decided: &[Decided],
     now: Timestamp,
 ) -> bool {
     let expired = now.0.saturating_sub(state.created_at_ms) >= settings.rotation_period_ms
         || state.message_count >= settings.rotation_period_msgs;
+    if state.invalidated || expired || state.shared_history != shared_history {
+        return true;
+    }
     // A device that had the key and may no longer read: it left, was
-    // removed or was blocked.
-    let someone_left = state.shared_with.iter().any(|(user, devices)| {
-        devices
-            .keys()
-            .any(|d| !eligible.contains(&(user.clone(), d.clone())))
-    });
-    state.invalidated || expired || state.shared_history != shared_history || someone_left
+    // removed or was blocked. Checked only when nothing else rotates.
+    state.shared_with.iter().any(|(user, devices)| {
+        devices.keys().any(|device| {
+            !find(decided, user, device).is_some_and(|d| matches!(d.decision, Decision::Share))
+        })
+    })
 }
 
 /// ENC-05: a new session, with our own copy stored as inbound.
@@ -135,15 +162,10 @@ pub(crate) fn share(
         .clone()
         .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
     let shared_history = shares_history(&room.history_visibility);
-    let decisions = decide(txn, &room, sender, policy)?;
-    let eligible: BTreeSet<DeviceKey> = decisions
-        .iter()
-        .filter(|(_, (d, _))| matches!(d, Decision::Share))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let decided = decide(txn, &room, sender, policy)?;
     let current = txn.load_outbound(room_id)?;
     let (session, mut state, rotated) = match current {
-        Some(record) if !must_rotate(&record.state, &settings, shared_history, &eligible, now) => (
+        Some(record) if !must_rotate(&record.state, &settings, shared_history, &decided, now) => (
             GroupSession::from_pickle(record.pickle),
             record.state,
             false,
@@ -162,13 +184,14 @@ pub(crate) fn share(
 
     let mut targets = Vec::new();
     let mut notices: Vec<(DeviceKey, &'static str, &'static str)> = Vec::new();
-    for ((user, device), (decision, picked)) in &decisions {
+    for d in &decided {
+        let (user, device) = d.id();
         let has_it = state
             .shared_with
             .get(user)
             .is_some_and(|d| d.contains_key(device));
-        match decision {
-            Decision::Share if !has_it => targets.push(picked.keys()),
+        match d.decision {
+            Decision::Share if !has_it => targets.push(d.picked.keys()),
             Decision::Share => {}
             Decision::Withhold(code, reason) => {
                 let told = state
@@ -177,7 +200,7 @@ pub(crate) fn share(
                     .and_then(|d| d.get(device))
                     .is_some_and(|c| c == code);
                 if !told {
-                    notices.push(((user.clone(), device.clone()), code, reason));
+                    notices.push(((user.to_owned(), device.to_owned()), code, reason));
                 }
             }
         }
@@ -214,8 +237,8 @@ pub(crate) fn share(
     }
     // ENC-13, WHD-03: one `m.no_olm` per device until a session appears.
     for (user, device) in &sent.missing_sessions {
-        if let Some((_, picked)) = decisions.get(&(user.clone(), device.clone()))
-            && let record = picked.record()
+        if let Some(d) = find(&decided, user, device)
+            && let record = d.picked.record()
             && !record.local.no_olm_sent
         {
             let mut record = record.clone();
