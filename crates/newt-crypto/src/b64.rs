@@ -33,6 +33,21 @@ pub fn decode_array<const N: usize>(input: &str) -> Option<[u8; N]> {
     }
 }
 
+/// The length of `len` bytes as unpadded standard base64.
+pub fn encoded_len(len: usize) -> usize {
+    len.div_ceil(3) * 4 - (3 - len % 3) % 3
+}
+
+/// Writes `input` as unpadded standard base64 into `out`, which must be
+/// exactly [`encoded_len`] bytes; `None` if it is not.
+pub fn encode_to_slice(input: &[u8], out: &mut [u8]) -> Option<()> {
+    if out.len() != encoded_len(input.len()) {
+        return None;
+    }
+    let written = base64_simd::STANDARD_NO_PAD.encode(input, base64_simd::Out::from_slice(out));
+    (written.len() == encoded_len(input.len())).then_some(())
+}
+
 /// Appends `input` as unpadded standard base64 to `out`.
 pub fn encode_into(out: &mut String, input: impl AsRef<[u8]>) {
     // SIMD where the CPU has it: a to-device body is kilobytes of base64.
@@ -58,6 +73,21 @@ mod tests {
             assert_eq!(super::decode(encoded).unwrap(), plain.as_bytes());
         }
         assert_eq!(super::decode("Zg==").unwrap(), b"f");
+    }
+
+    /// Lengths agree with the encoder for every remainder; a slice of
+    /// another length is refused, not overrun.
+    #[test]
+    fn encoding_into_a_slice_takes_exactly_its_length() {
+        for len in 0..10 {
+            let input: Vec<u8> = (0..len as u8).collect();
+            let expected = super::encode(&input);
+            assert_eq!(super::encoded_len(len), expected.len(), "{len}");
+            let mut out = vec![0u8; expected.len()];
+            assert!(super::encode_to_slice(&input, &mut out).is_some());
+            assert_eq!(out, expected.as_bytes());
+            assert!(super::encode_to_slice(&input, &mut vec![0u8; expected.len() + 1]).is_none());
+        }
     }
 
     /// Exactly `N` bytes decode; shorter and longer input is refused.

@@ -70,7 +70,7 @@ impl Entry {
     }
 
     fn encoded_len(&self) -> usize {
-        base64_simd::STANDARD_NO_PAD.encoded_length(self.message.len())
+        crate::b64::encoded_len(self.message.len())
     }
 
     /// The entry's length in bytes.
@@ -87,12 +87,8 @@ impl Entry {
             return None;
         }
         head.copy_from_slice(self.head.as_bytes());
-        let encoded = body.len();
-        let written = base64_simd::STANDARD_NO_PAD
-            .encode(&self.message, base64_simd::Out::from_slice(body))
-            .len();
         tail.copy_from_slice(self.tail.as_bytes());
-        (written == encoded).then_some(())
+        crate::b64::encode_to_slice(&self.message, body)
     }
 
     /// Appends the entry to `out`, one piece after another.
