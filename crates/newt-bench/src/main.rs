@@ -157,7 +157,12 @@ fn main() {
         .map(|n| n.get())
         .unwrap_or(1);
     let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
-    let reps = if quick { 3 } else { 5 };
+    // NEWT_BENCH_REPS=n: pairs per row (more on a noisy machine).
+    let reps = std::env::var("NEWT_BENCH_REPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if quick { 3 } else { 5 })
+        .max(1);
     println!("newt-bench on {cores} cores; medians of {reps} runs\n");
     let mut rows = Vec::new();
     for &n in sizes {
