@@ -4,7 +4,7 @@ use crate::client::{Client, now};
 use crate::error::ClientError;
 use crate::retry::RetryClass;
 use newt_crypto::store::StoreTxn;
-use newt_crypto::{HttpMethod, OutgoingRequest, RequestKind};
+use newt_crypto::{HttpMethod, OutgoingRequest, RequestKind, ResponseError};
 use reqwest::Method;
 
 fn method(request: &OutgoingRequest) -> Method {
@@ -20,8 +20,9 @@ impl Client {
     /// (DEV-09), each with the retry policy, and applies each response in
     /// its own transaction. A request the server refuses for good is
     /// dropped (a key upload excepted); one that could not get through is
-    /// kept, unchanged, for the next call (OTK-08, TD-05). Returns how
-    /// many were answered.
+    /// kept, unchanged, for the next call (OTK-08, TD-05). A response to a
+    /// request the store no longer has was settled by another process on
+    /// the store, and is not an error. Returns how many were answered.
     pub async fn process_outgoing(&mut self) -> Result<usize, ClientError> {
         let mut sent = 0;
         // Responses make new requests (claims make `m.dummy`s, queries of
@@ -52,12 +53,21 @@ impl Client {
         match result {
             Ok(body) => {
                 let mut txn = self.store.begin()?;
-                let outcome = self.machine.mark_request_as_sent(
+                let outcome = match self.machine.mark_request_as_sent(
                     &mut txn,
                     request.request_id(),
                     &body,
                     now(),
-                )?;
+                ) {
+                    // Settled already, by another process on this store
+                    // (it read the same pending request) or by this one
+                    // before: its effects are in the store.
+                    Err(ResponseError::UnknownRequest(_)) => {
+                        tracing::debug!(path = %request.path(), "request settled elsewhere");
+                        return Ok(());
+                    }
+                    result => result?,
+                };
                 txn.commit()?;
                 if let Some(query) = &outcome.query
                     && query.own_device_mismatch

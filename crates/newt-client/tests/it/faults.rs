@@ -249,3 +249,43 @@ async fn held_sync_releases_120_room_keys() {
     let missing: Vec<_> = wanted.iter().filter(|w| !seen.contains_key(*w)).collect();
     assert!(missing.is_empty(), "not decrypted: {missing:?}");
 }
+
+/// Two clients on one profile (two processes on one store) send the same
+/// pending `/sendToDevice`: the second to hear back finds the request
+/// settled by the other, and its send goes on; the message arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn request_settled_by_another_client_on_the_profile_is_not_an_error() {
+    let Pair {
+        proxy,
+        mut a,
+        mut b,
+        room,
+        _dirs,
+    } = proxied_pair().await;
+    let mut other = Client::restore(_dirs.0.path(), fast_retry()).await.unwrap();
+    proxy.add_rule(Rule::new("/sendToDevice", 1, Action::HoldUntilReleased));
+    let settle = async {
+        // The room key reached the server; its answer is held.
+        let at_server = |p: &Proxy| {
+            p.log()
+                .iter()
+                .any(|r| r.path.contains("/sendToDevice") && r.upstream_status.is_some())
+        };
+        for _ in 0..1000 {
+            if at_server(&proxy) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(at_server(&proxy), "the room key never reached the server");
+        // The other client reads the same pending request and settles it.
+        let answered = other.process_outgoing().await.unwrap();
+        proxy.release();
+        answered
+    };
+    let (sent, answered) = tokio::join!(a.send_text(&room, "held, then settled"), settle);
+    sent.unwrap();
+    assert!(answered >= 1, "the other client sent nothing");
+    let seen = read_all(&mut b, &["held, then settled".into()], 20).await;
+    assert!(seen.contains_key("held, then settled"));
+}
