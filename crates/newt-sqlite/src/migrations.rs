@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_index_uses.sql"),
     include_str!("../migrations/0007_box_v2.sql"),
     include_str!("../migrations/0008_outdated_users.sql"),
+    include_str!("../migrations/0009_outbound_sets.sql"),
 ];
 
 /// The newest schema version this build knows.

@@ -2,11 +2,29 @@
 //! undecryptable events and withheld notices.
 
 use crate::txn::{SqliteTxn, backend, corrupt, exec_cached, query_cached};
+use newt_crypto::ruma::{OwnedDeviceId, OwnedUserId};
 use newt_crypto::store::{
-    InboundInfo, InboundRecord, OutboundRecord, OutboundState, RoomRecord, StoreError,
-    UndecryptedEvent, WithheldRecord,
+    InboundInfo, InboundRecord, OutboundHead, OutboundRecord, OutboundState, RoomRecord, SharedAt,
+    StoreError, UndecryptedEvent, WithheldRecord,
 };
 use rusqlite::params;
+use std::collections::BTreeMap;
+
+/// An outbound session's shared-with and withheld sets, as written.
+#[derive(serde::Serialize)]
+struct SetsOut<'a> {
+    shared_with: &'a BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, SharedAt>>,
+    withheld: &'a BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+}
+
+/// The sets as read.
+#[derive(serde::Deserialize)]
+struct SetsIn {
+    #[serde(default)]
+    shared_with: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, SharedAt>>,
+    #[serde(default)]
+    withheld: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+}
 
 fn inbound_slot(room_id: &str, session_id: &str) -> String {
     format!("inbound:{room_id}:{session_id}")
@@ -45,10 +63,11 @@ impl SqliteTxn<'_> {
         )
     }
 
-    pub(crate) fn outbound_load(
+    /// The session row alone (schema 9 keeps the sets apart).
+    pub(crate) fn outbound_load_head(
         &mut self,
         room_id: &str,
-    ) -> Result<Option<OutboundRecord>, StoreError> {
+    ) -> Result<Option<OutboundHead>, StoreError> {
         let row: Option<(String, Vec<u8>, String)> = query_cached(
             self.tx(),
             "SELECT session_id, pickle, data FROM outbound_sessions WHERE room_id = ?1",
@@ -61,28 +80,91 @@ impl SqliteTxn<'_> {
         };
         let pickle = self.open_secret(&outbound_slot(room_id, &session_id), &sealed)?;
         let state: OutboundState = serde_json::from_str(&data).map_err(corrupt)?;
-        Ok(Some(OutboundRecord {
+        Ok(Some(OutboundHead {
             room_id: room_id.to_owned(),
             session_id,
             pickle: newt_crypto::store::codec::decode_pickle(&pickle)?,
+            state: state.without_sets(),
+        }))
+    }
+
+    pub(crate) fn outbound_load(
+        &mut self,
+        room_id: &str,
+    ) -> Result<Option<OutboundRecord>, StoreError> {
+        let Some(head) = self.outbound_load_head(room_id)? else {
+            return Ok(None);
+        };
+        let sets: Option<(String, String)> = query_cached(
+            self.tx(),
+            "SELECT session_id, data FROM outbound_sets WHERE room_id = ?1",
+            [room_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(backend)?;
+        let mut state = head.state;
+        // Sets of an earlier session are not this one's.
+        if let Some((session_id, data)) = sets
+            && session_id == head.session_id
+        {
+            let sets: SetsIn = serde_json::from_str(&data).map_err(corrupt)?;
+            state.shared_with = sets.shared_with;
+            state.withheld = sets.withheld;
+        }
+        Ok(Some(OutboundRecord {
+            room_id: head.room_id,
+            session_id: head.session_id,
+            pickle: head.pickle,
             state,
         }))
     }
 
     pub(crate) fn outbound_save(&mut self, session: &OutboundRecord) -> Result<(), StoreError> {
-        let pickle = newt_crypto::store::codec::encode_pickle(&session.pickle)?;
-        let sealed = self.seal_secret(
-            &outbound_slot(&session.room_id, &session.session_id),
-            &pickle,
+        self.outbound_save_row(
+            &session.room_id,
+            &session.session_id,
+            &session.pickle,
+            &session.state,
         )?;
-        let data = serde_json::to_string(&session.state).map_err(corrupt)?;
-        exec_cached(self.tx(),
-                "INSERT INTO outbound_sessions (room_id, session_id, pickle, data) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(room_id) DO UPDATE SET session_id = excluded.session_id,
-                     pickle = excluded.pickle, data = excluded.data",
-                params![session.room_id, session.session_id, sealed, data],
-            )
-            .map_err(backend)?;
+        let sets = SetsOut {
+            shared_with: &session.state.shared_with,
+            withheld: &session.state.withheld,
+        };
+        let data = serde_json::to_string(&sets).map_err(corrupt)?;
+        exec_cached(
+            self.tx(),
+            "INSERT INTO outbound_sets (room_id, session_id, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT(room_id) DO UPDATE SET
+                 session_id = excluded.session_id, data = excluded.data",
+            params![session.room_id, session.session_id, data],
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    pub(crate) fn outbound_save_head(&mut self, head: &OutboundHead) -> Result<(), StoreError> {
+        self.outbound_save_row(&head.room_id, &head.session_id, &head.pickle, &head.state)
+    }
+
+    /// The session row: its pickle sealed, its state without the sets.
+    fn outbound_save_row(
+        &mut self,
+        room_id: &str,
+        session_id: &str,
+        pickle: &vodozemac::megolm::GroupSessionPickle,
+        state: &OutboundState,
+    ) -> Result<(), StoreError> {
+        let pickle = newt_crypto::store::codec::encode_pickle(pickle)?;
+        let sealed = self.seal_secret(&outbound_slot(room_id, session_id), &pickle)?;
+        let data = serde_json::to_string(&state.without_sets()).map_err(corrupt)?;
+        exec_cached(
+            self.tx(),
+            "INSERT INTO outbound_sessions (room_id, session_id, pickle, data) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(room_id) DO UPDATE SET session_id = excluded.session_id,
+                 pickle = excluded.pickle, data = excluded.data",
+            params![room_id, session_id, sealed, data],
+        )
+        .map_err(backend)?;
         Ok(())
     }
 

@@ -4,8 +4,8 @@ use crate::key::StoreKey;
 use newt_crypto::ruma::{DeviceId, UserId};
 use newt_crypto::store::{
     AccountRecord, AccountState, AfterCommit, DeviceRecord, InboundRecord, IndexUse,
-    OlmSessionRecord, OutboundRecord, PendingRequest, QueuedToDevice, RoomRecord, StoreError,
-    StoreTxn, TrackedUser, UndecryptedEvent, WithheldRecord,
+    OlmSessionRecord, OutboundHead, OutboundRecord, PendingRequest, QueuedToDevice, RoomRecord,
+    StoreError, StoreTxn, TrackedUser, UndecryptedEvent, WithheldRecord,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -472,6 +472,14 @@ impl StoreTxn for SqliteTxn<'_> {
 
     fn save_outbound(&mut self, session: &OutboundRecord) -> Result<(), StoreError> {
         self.outbound_save(session)
+    }
+
+    fn load_outbound_head(&mut self, room_id: &str) -> Result<Option<OutboundHead>, StoreError> {
+        self.outbound_load_head(room_id)
+    }
+
+    fn save_outbound_head(&mut self, head: OutboundHead) -> Result<(), StoreError> {
+        self.outbound_save_head(&head)
     }
 
     fn load_inbound(

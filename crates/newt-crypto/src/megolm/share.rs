@@ -301,7 +301,8 @@ pub(crate) fn encrypt_event(
         .encryption
         .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
     let not_shared = || RoomError::KeyNotShared(room_id.to_owned());
-    let mut record = txn.load_outbound(room_id)?.ok_or_else(not_shared)?;
+    // Without the shared-with set: this runs for every room event.
+    let mut record = txn.load_outbound_head(room_id)?.ok_or_else(not_shared)?;
     let expired = now.0.saturating_sub(record.state.created_at_ms) >= settings.rotation_period_ms
         || record.state.message_count >= settings.rotation_period_msgs;
     if record.state.invalidated || expired || !record.state.pending_requests.is_empty() {
@@ -326,7 +327,7 @@ pub(crate) fn encrypt_event(
     }
     record.state.message_count += 1;
     record.pickle = session.pickle();
-    txn.save_outbound(&record)?;
+    txn.save_outbound_head(record)?;
     Ok(encrypted)
 }
 
@@ -336,9 +337,15 @@ pub(crate) fn request_answered(
     room_id: &str,
     request_id: &str,
 ) -> Result<(), StoreError> {
-    if let Some(mut record) = txn.load_outbound(room_id)? {
+    if let Some(mut record) = txn.load_outbound_head(room_id)?
+        && record
+            .state
+            .pending_requests
+            .iter()
+            .any(|id| id == request_id)
+    {
         record.state.pending_requests.retain(|id| id != request_id);
-        txn.save_outbound(&record)?;
+        txn.save_outbound_head(record)?;
     }
     Ok(())
 }
@@ -377,11 +384,11 @@ pub(crate) fn request_failed(
 /// ENC-06c, ENC-07: a member left (or a gap hides who did): the next
 /// send rotates.
 pub(crate) fn invalidate(txn: &mut impl StoreTxn, room_id: &str) -> Result<(), StoreError> {
-    if let Some(mut record) = txn.load_outbound(room_id)?
+    if let Some(mut record) = txn.load_outbound_head(room_id)?
         && !record.state.invalidated
     {
         record.state.invalidated = true;
-        txn.save_outbound(&record)?;
+        txn.save_outbound_head(record)?;
     }
     Ok(())
 }

@@ -7,9 +7,9 @@
 use super::codec::Encoded;
 use super::{
     AccountRecord, AccountState, DeviceLocal, DeviceRecord, InboundInfo, InboundRecord, IndexUse,
-    KeySource, Membership, OlmSessionRecord, OutboundRecord, OutboundState, PendingKind,
-    PendingRequest, QueuedToDevice, RoomRecord, Store, StoreTxn, TrackedUser, UndecryptedEvent,
-    WithheldRecord,
+    KeySource, Membership, OlmSessionRecord, OutboundHead, OutboundRecord, OutboundState,
+    PendingKind, PendingRequest, QueuedToDevice, RoomRecord, Store, StoreTxn, TrackedUser,
+    UndecryptedEvent, WithheldRecord,
 };
 use ruma::{OwnedDeviceId, OwnedUserId};
 use std::collections::BTreeMap;
@@ -30,6 +30,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     pending_requests_keep_order(&mut make());
     queued_events_keep_order_and_content(&mut make());
     room_records_round_trip(&mut make());
+    outbound_head_keeps_the_sets(&mut make());
     index_uses_roll_back_and_overwrite(&mut make());
     index_uses_saved_together(&mut make());
 }
@@ -819,6 +820,97 @@ pub fn index_uses_saved_together<S: Store>(store: &mut S) {
             .collect();
         assert_eq!(found, expected, "uses of {name}");
     }
+}
+
+/// An outbound session's head (what encrypting a room event reads and
+/// changes) saves without touching its shared-with and withheld sets, rolls
+/// back with its transaction, and a new session never inherits the sets of
+/// the one before.
+pub fn outbound_head_keeps_the_sets<S: Store>(store: &mut S) {
+    use vodozemac::megolm::{GroupSession, SessionConfig};
+    let room_id = "!head:example.org";
+    let mut group = GroupSession::new(SessionConfig::version_1());
+    let alice = user("alice");
+    let mut state = OutboundState {
+        created_at_ms: 10,
+        message_count: 2,
+        shared_history: true,
+        invalidated: false,
+        shared_with: BTreeMap::new(),
+        withheld: BTreeMap::new(),
+        pending_requests: vec!["r1".into()],
+    };
+    state
+        .shared_with
+        .entry(alice.clone())
+        .or_default()
+        .insert("A1".into(), super::SharedAt { index: 0 });
+    state
+        .withheld
+        .entry(user("bob"))
+        .or_default()
+        .insert("B1".into(), "m.unverified".into());
+    let mut txn = store.transaction().unwrap();
+    txn.save_outbound(&OutboundRecord {
+        room_id: room_id.into(),
+        session_id: group.session_id(),
+        pickle: group.pickle(),
+        state: state.clone(),
+    })
+    .unwrap();
+    txn.commit().unwrap();
+
+    let mut txn = store.transaction().unwrap();
+    let head: OutboundHead = txn.load_outbound_head(room_id).unwrap().unwrap();
+    assert_eq!(head.session_id, group.session_id());
+    assert_eq!(head.state, state.without_sets(), "a head holds no sets");
+    // An encryption: the ratchet and the count move on.
+    let _ = group.encrypt("event");
+    let mut advanced = head;
+    advanced.pickle = group.pickle();
+    advanced.state.message_count = 3;
+    advanced.state.pending_requests.clear();
+    txn.save_outbound_head(advanced).unwrap();
+    txn.commit().unwrap();
+
+    let mut txn = store.transaction().unwrap();
+    let out = txn.load_outbound(room_id).unwrap().unwrap();
+    let mut expected = state.clone();
+    expected.message_count = 3;
+    expected.pending_requests.clear();
+    assert_eq!(out.state, expected, "the head saved, the sets kept");
+    assert_eq!(
+        GroupSession::from_pickle(out.pickle).message_index(),
+        group.message_index()
+    );
+    // A head saved in a transaction that rolls back leaves nothing.
+    let mut head = txn.load_outbound_head(room_id).unwrap().unwrap();
+    head.state.message_count = 99;
+    txn.save_outbound_head(head).unwrap();
+    drop(txn);
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(
+        txn.load_outbound_head(room_id)
+            .unwrap()
+            .unwrap()
+            .state
+            .message_count,
+        3
+    );
+    // A rotation: the new session starts with its own (empty) sets.
+    let next = GroupSession::new(SessionConfig::version_1());
+    txn.save_outbound(&OutboundRecord {
+        room_id: room_id.into(),
+        session_id: next.session_id(),
+        pickle: next.pickle(),
+        state: state.without_sets(),
+    })
+    .unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    let out = txn.load_outbound(room_id).unwrap().unwrap();
+    assert_eq!(out.session_id, next.session_id());
+    assert!(out.state.shared_with.is_empty() && out.state.withheld.is_empty());
 }
 
 #[cfg(test)]

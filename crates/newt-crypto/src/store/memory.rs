@@ -2,7 +2,7 @@
 
 use super::{
     AccountRecord, AccountState, AfterCommit, DeviceRecord, InboundInfo, InboundRecord, IndexUse,
-    OlmSessionRecord, OlmSessionTimes, OutboundRecord, OutboundState, PendingRequest,
+    OlmSessionRecord, OlmSessionTimes, OutboundHead, OutboundRecord, OutboundState, PendingRequest,
     QueuedToDevice, RoomRecord, Store, StoreError, StoreTxn, TrackedUser, UndecryptedEvent,
     WithheldRecord,
 };
@@ -27,7 +27,11 @@ struct State {
     pending: BTreeMap<String, PendingRequest>,
     queued: BTreeMap<String, QueuedToDevice>,
     rooms: BTreeMap<String, RoomRecord>,
+    /// The state's sets are kept apart, in `outbound_sets`.
     outbound: BTreeMap<String, (String, Zeroizing<Vec<u8>>, OutboundState)>,
+    /// By room: the session they belong to, then its shared-with and
+    /// withheld sets (see [`StoreTxn::load_outbound_head`]).
+    outbound_sets: BTreeMap<String, (String, OutboundSets)>,
     inbound: BTreeMap<(String, String), Sealed<InboundInfo>>,
     /// By room and session, then index: a decrypted event reads and
     /// writes one, and a flat map of (room, session, index) keys compared
@@ -130,6 +134,12 @@ macro_rules! bump {
 }
 
 type OlmPickle = super::codec::Encoded<vodozemac::olm::SessionPickle>;
+
+/// An outbound session's shared-with and withheld sets.
+type OutboundSets = (
+    BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, super::SharedAt>>,
+    BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+);
 
 /// A stored Olm session made a record again; whoever uses it decodes it.
 fn olm_record(
@@ -411,10 +421,51 @@ impl StoreTxn for MemoryTxn<'_> {
     }
 
     fn load_outbound(&mut self, room_id: &str) -> Result<Option<OutboundRecord>, StoreError> {
+        let Some(head) = self.load_outbound_head(room_id)? else {
+            return Ok(None);
+        };
+        let mut state = head.state;
+        if let Some((session_id, (shared_with, withheld))) = self.state.outbound_sets.get(room_id)
+            && *session_id == head.session_id
+        {
+            state.shared_with = shared_with.clone();
+            state.withheld = withheld.clone();
+        }
+        Ok(Some(OutboundRecord {
+            room_id: head.room_id,
+            session_id: head.session_id,
+            pickle: head.pickle,
+            state,
+        }))
+    }
+
+    fn save_outbound(&mut self, session: &OutboundRecord) -> Result<(), StoreError> {
+        let sets = (
+            session.state.shared_with.clone(),
+            session.state.withheld.clone(),
+        );
+        let room_id = session.room_id.clone();
+        write!(
+            self,
+            outbound_sets,
+            room_id.clone(),
+            Some((session.session_id.clone(), sets))
+        );
+        let pickle = super::codec::encode_pickle(&session.pickle)?;
+        let head = (
+            session.session_id.clone(),
+            pickle,
+            session.state.without_sets(),
+        );
+        write!(self, outbound, room_id, Some(head));
+        Ok(())
+    }
+
+    fn load_outbound_head(&mut self, room_id: &str) -> Result<Option<OutboundHead>, StoreError> {
         let Some((session_id, pickle, state)) = self.state.outbound.get(room_id) else {
             return Ok(None);
         };
-        Ok(Some(OutboundRecord {
+        Ok(Some(OutboundHead {
             room_id: room_id.to_owned(),
             session_id: session_id.clone(),
             pickle: super::codec::decode_pickle(pickle)?,
@@ -422,10 +473,16 @@ impl StoreTxn for MemoryTxn<'_> {
         }))
     }
 
-    fn save_outbound(&mut self, session: &OutboundRecord) -> Result<(), StoreError> {
-        let pickle = super::codec::encode_pickle(&session.pickle)?;
-        let value = (session.session_id.clone(), pickle, session.state.clone());
-        write!(self, outbound, session.room_id.clone(), Some(value));
+    fn save_outbound_head(&mut self, head: OutboundHead) -> Result<(), StoreError> {
+        let pickle = super::codec::encode_pickle(&head.pickle)?;
+        // The sets stay in `outbound_sets`: the head is stored without them.
+        let state = head.state.without_sets();
+        write!(
+            self,
+            outbound,
+            head.room_id,
+            Some((head.session_id, pickle, state))
+        );
         Ok(())
     }
 

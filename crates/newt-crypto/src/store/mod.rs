@@ -15,7 +15,7 @@ pub mod conformance;
 
 pub use memory::{MemoryStore, MemoryTxn};
 pub use room_records::{
-    EncryptionSettings, InboundInfo, InboundRecord, IndexUse, KeySource, Membership,
+    EncryptionSettings, InboundInfo, InboundRecord, IndexUse, KeySource, Membership, OutboundHead,
     OutboundRecord, OutboundState, RoomRecord, SharedAt, UndecryptedEvent, WithheldRecord,
 };
 
@@ -24,6 +24,7 @@ pub use records::{
     PendingKind, PendingRequest, PendingUpload, QueuedToDevice, TrackedUser,
 };
 use ruma::{DeviceId, OwnedUserId, UserId};
+use std::collections::BTreeMap;
 
 /// A storage failure. The input that hit it must be retried or dropped as a
 /// whole; nothing was committed.
@@ -243,6 +244,43 @@ pub trait StoreTxn {
     fn load_outbound(&mut self, room_id: &str) -> Result<Option<OutboundRecord>, StoreError>;
     /// Replaces the room's outbound session. The pickle is secret.
     fn save_outbound(&mut self, session: &OutboundRecord) -> Result<(), StoreError>;
+    /// The room's outbound session without its shared-with and withheld
+    /// sets: what encrypting each room event reads. Stores keep the sets
+    /// apart so that this does not read them; the default loads them and
+    /// leaves them out.
+    fn load_outbound_head(&mut self, room_id: &str) -> Result<Option<OutboundHead>, StoreError> {
+        Ok(self.load_outbound(room_id)?.map(|record| OutboundHead {
+            room_id: record.room_id,
+            session_id: record.session_id,
+            pickle: record.pickle,
+            state: OutboundState {
+                shared_with: BTreeMap::new(),
+                withheld: BTreeMap::new(),
+                ..record.state
+            },
+        }))
+    }
+    /// Saves a head loaded by [`Self::load_outbound_head`], keeping the
+    /// stored sets of its session (none if another session is stored).
+    /// The default rewrites the whole record.
+    fn save_outbound_head(&mut self, head: OutboundHead) -> Result<(), StoreError> {
+        let (shared_with, withheld) = match self.load_outbound(&head.room_id)? {
+            Some(stored) if stored.session_id == head.session_id => {
+                (stored.state.shared_with, stored.state.withheld)
+            }
+            _ => Default::default(),
+        };
+        self.save_outbound(&OutboundRecord {
+            room_id: head.room_id,
+            session_id: head.session_id,
+            pickle: head.pickle,
+            state: OutboundState {
+                shared_with,
+                withheld,
+                ..head.state
+            },
+        })
+    }
 
     /// An inbound Megolm session by `(room_id, session_id)` (MEG-05).
     fn load_inbound(

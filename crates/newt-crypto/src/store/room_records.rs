@@ -91,13 +91,31 @@ pub struct OutboundState {
     /// A member or device that may have it left: rotate at next send.
     pub invalidated: bool,
     /// Devices that got the key: user → device → index.
+    #[serde(default)]
     pub shared_with: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, SharedAt>>,
     /// Devices told the key is withheld: user → device → code.
+    #[serde(default)]
     pub withheld: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     /// Key-share requests not answered yet; no room event is encrypted
     /// until they are (ENC-04).
     #[serde(default)]
     pub pending_requests: Vec<String>,
+}
+
+impl OutboundState {
+    /// The state without its shared-with and withheld sets (the part an
+    /// [`OutboundHead`] holds), copying nothing else large.
+    pub fn without_sets(&self) -> Self {
+        Self {
+            created_at_ms: self.created_at_ms,
+            message_count: self.message_count,
+            shared_history: self.shared_history,
+            invalidated: self.invalidated,
+            shared_with: BTreeMap::new(),
+            withheld: BTreeMap::new(),
+            pending_requests: self.pending_requests.clone(),
+        }
+    }
 }
 
 /// An outbound Megolm session.
@@ -110,6 +128,32 @@ pub struct OutboundRecord {
     pub pickle: vodozemac::megolm::GroupSessionPickle,
     /// Public state.
     pub state: OutboundState,
+}
+
+/// What encrypting a room event reads and changes of an outbound session:
+/// the record without its shared-with and withheld sets, which stores keep
+/// apart (in a room of 1,000 devices they are most of the record, and
+/// every room event would read and write them again).
+pub struct OutboundHead {
+    /// The room.
+    pub room_id: String,
+    /// The session ID.
+    pub session_id: String,
+    /// The ratchet. Secret: stores encrypt it.
+    pub pickle: vodozemac::megolm::GroupSessionPickle,
+    /// The state; its `shared_with` and `withheld` are empty when loaded
+    /// and not saved ([`super::StoreTxn::load_outbound`] has them).
+    pub state: OutboundState,
+}
+
+impl std::fmt::Debug for OutboundHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundHead")
+            .field("room_id", &self.room_id)
+            .field("session_id", &self.session_id)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for OutboundRecord {

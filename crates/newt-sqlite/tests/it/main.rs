@@ -381,3 +381,79 @@ fn store_open_fuzz_corpus() {
     }
     assert!(count > 0);
 }
+
+/// Schema 9 moves each outbound session's shared-with and withheld sets
+/// out of its row into `outbound_sets`: a store written before it (made
+/// here by putting the sets back into the row, as schema 8 kept them)
+/// opens with every set in place and the row without them.
+#[test]
+fn schema_9_moves_outbound_sets_out_of_the_session_row() {
+    use newt_crypto::store::{OutboundRecord, OutboundState, SharedAt};
+    use vodozemac::megolm::{GroupSession, SessionConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let group = GroupSession::new(SessionConfig::version_1());
+    let mut state = OutboundState {
+        created_at_ms: 1,
+        message_count: 4,
+        shared_history: false,
+        invalidated: false,
+        shared_with: Default::default(),
+        withheld: Default::default(),
+        pending_requests: vec!["req".into()],
+    };
+    let bob = newt_crypto::ruma::OwnedUserId::try_from("@bob:example.org").unwrap();
+    state
+        .shared_with
+        .entry(bob.clone())
+        .or_default()
+        .insert("B1".into(), SharedAt { index: 2 });
+    state
+        .withheld
+        .entry(bob)
+        .or_default()
+        .insert("B2".into(), "m.blacklisted".into());
+    {
+        let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32])).unwrap();
+        let mut txn = store.begin().unwrap();
+        txn.save_outbound(&OutboundRecord {
+            room_id: "!r:example.org".into(),
+            session_id: group.session_id(),
+            pickle: group.pickle(),
+            state: state.clone(),
+        })
+        .unwrap();
+        txn.commit().unwrap();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "UPDATE outbound_sessions SET data = json_set(data,
+             '$.shared_with', json((SELECT json_extract(s.data, '$.shared_with')
+                 FROM outbound_sets s WHERE s.room_id = outbound_sessions.room_id)),
+             '$.withheld', json((SELECT json_extract(s.data, '$.withheld')
+                 FROM outbound_sets s WHERE s.room_id = outbound_sessions.room_id)));
+         DROP TABLE outbound_sets;
+         PRAGMA user_version = 8;",
+    )
+    .unwrap();
+    let row: String = conn
+        .query_row("SELECT data FROM outbound_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert!(row.contains("B1") && row.contains("m.blacklisted"), "{row}");
+    drop(conn);
+
+    let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32])).unwrap();
+    let mut txn = store.begin().unwrap();
+    let out = txn.load_outbound("!r:example.org").unwrap().unwrap();
+    assert_eq!(out.session_id, group.session_id());
+    assert_eq!(out.state, state);
+    let head = txn.load_outbound_head("!r:example.org").unwrap().unwrap();
+    assert_eq!(head.state, state.without_sets());
+    drop(txn);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let row: String = conn
+        .query_row("SELECT data FROM outbound_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert!(!row.contains("B1"), "the sets left the session row: {row}");
+}
