@@ -639,13 +639,8 @@ pub fn room_records_round_trip<S: Store>(store: &mut S) {
     };
     let mut txn = store.transaction().unwrap();
     txn.save_room(&room).unwrap();
-    txn.save_outbound(&OutboundRecord {
-        room_id: room_id.into(),
-        session_id: group.session_id(),
-        pickle: group.pickle(),
-        state: state.clone(),
-    })
-    .unwrap();
+    txn.save_outbound(&outbound(room_id, &group, state.clone()))
+        .unwrap();
     txn.save_inbound(&InboundRecord {
         room_id: room_id.into(),
         session_id: group.session_id(),
@@ -822,6 +817,20 @@ pub fn index_uses_saved_together<S: Store>(store: &mut S) {
     }
 }
 
+/// The record of `group` as `room_id`'s outbound session.
+fn outbound(
+    room_id: &str,
+    group: &vodozemac::megolm::GroupSession,
+    state: OutboundState,
+) -> OutboundRecord {
+    OutboundRecord {
+        room_id: room_id.into(),
+        session_id: group.session_id(),
+        pickle: group.pickle(),
+        state,
+    }
+}
+
 /// An outbound session's head (what encrypting a room event reads and
 /// changes) saves without touching its shared-with and withheld sets, rolls
 /// back with its transaction, and a new session never inherits the sets of
@@ -851,13 +860,8 @@ pub fn outbound_head_keeps_the_sets<S: Store>(store: &mut S) {
         .or_default()
         .insert("B1".into(), "m.unverified".into());
     let mut txn = store.transaction().unwrap();
-    txn.save_outbound(&OutboundRecord {
-        room_id: room_id.into(),
-        session_id: group.session_id(),
-        pickle: group.pickle(),
-        state: state.clone(),
-    })
-    .unwrap();
+    txn.save_outbound(&outbound(room_id, &group, state.clone()))
+        .unwrap();
     txn.commit().unwrap();
 
     let mut txn = store.transaction().unwrap();
@@ -899,13 +903,8 @@ pub fn outbound_head_keeps_the_sets<S: Store>(store: &mut S) {
     );
     // A rotation: the new session starts with its own (empty) sets.
     let next = GroupSession::new(SessionConfig::version_1());
-    txn.save_outbound(&OutboundRecord {
-        room_id: room_id.into(),
-        session_id: next.session_id(),
-        pickle: next.pickle(),
-        state: state.without_sets(),
-    })
-    .unwrap();
+    txn.save_outbound(&outbound(room_id, &next, state.without_sets()))
+        .unwrap();
     txn.commit().unwrap();
     let mut txn = store.transaction().unwrap();
     let out = txn.load_outbound(room_id).unwrap().unwrap();
