@@ -108,17 +108,12 @@ pub(crate) fn plan_queries(
     now: Timestamp,
     next_seq: &mut u64,
 ) -> Result<Vec<PendingRequest>, StoreError> {
-    // Only outdated users are read: this runs on every call for outgoing
-    // requests, and most tracked users are up to date.
+    // Only tracked, outdated users are read (the store's contract): this
+    // runs on every call for outgoing requests, and most are up to date.
     let mut due: Vec<TrackedUser> = txn
         .load_outdated_users()?
         .into_iter()
-        .filter(|u| {
-            u.tracked
-                && u.outdated
-                && u.query_in_flight.is_none()
-                && backoff::ready(u.retry_at_ms, now)
-        })
+        .filter(|u| u.query_in_flight.is_none() && backoff::ready(u.retry_at_ms, now))
         .collect();
     let mut requests = Vec::new();
     for chunk in due.chunks_mut(QUERY_CHUNK) {

@@ -2,28 +2,26 @@
 //! undecryptable events and withheld notices.
 
 use crate::txn::{SqliteTxn, backend, corrupt, exec_cached, query_cached};
-use newt_crypto::ruma::{OwnedDeviceId, OwnedUserId};
 use newt_crypto::store::{
-    InboundInfo, InboundRecord, OutboundHead, OutboundRecord, OutboundState, RoomRecord, SharedAt,
-    StoreError, UndecryptedEvent, WithheldRecord,
+    InboundInfo, InboundRecord, OutboundHead, OutboundRecord, OutboundState, RoomRecord,
+    SharedWith, StoreError, UndecryptedEvent, WithheldFrom, WithheldRecord,
 };
 use rusqlite::params;
-use std::collections::BTreeMap;
 
 /// An outbound session's shared-with and withheld sets, as written.
 #[derive(serde::Serialize)]
 struct SetsOut<'a> {
-    shared_with: &'a BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, SharedAt>>,
-    withheld: &'a BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+    shared_with: &'a SharedWith,
+    withheld: &'a WithheldFrom,
 }
 
 /// The sets as read.
 #[derive(serde::Deserialize)]
 struct SetsIn {
     #[serde(default)]
-    shared_with: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, SharedAt>>,
+    shared_with: SharedWith,
     #[serde(default)]
-    withheld: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+    withheld: WithheldFrom,
 }
 
 fn inbound_slot(room_id: &str, session_id: &str) -> String {

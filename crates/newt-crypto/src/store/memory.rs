@@ -136,10 +136,7 @@ macro_rules! bump {
 type OlmPickle = super::codec::Encoded<vodozemac::olm::SessionPickle>;
 
 /// An outbound session's shared-with and withheld sets.
-type OutboundSets = (
-    BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, super::SharedAt>>,
-    BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
-);
+type OutboundSets = (super::SharedWith, super::WithheldFrom);
 
 /// A stored Olm session made a record again; whoever uses it decodes it.
 fn olm_record(

@@ -16,7 +16,8 @@ pub mod conformance;
 pub use memory::{MemoryStore, MemoryTxn};
 pub use room_records::{
     EncryptionSettings, InboundInfo, InboundRecord, IndexUse, KeySource, Membership, OutboundHead,
-    OutboundRecord, OutboundState, RoomRecord, SharedAt, UndecryptedEvent, WithheldRecord,
+    OutboundRecord, OutboundState, RoomRecord, SharedAt, SharedWith, UndecryptedEvent,
+    WithheldFrom, WithheldRecord,
 };
 
 pub use records::{

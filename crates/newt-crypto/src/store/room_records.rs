@@ -78,6 +78,11 @@ pub struct SharedAt {
     pub index: u32,
 }
 
+/// Devices that got an outbound session's key: user → device → index.
+pub type SharedWith = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, SharedAt>>;
+/// Devices told an outbound session's key is withheld: user → device → code.
+pub type WithheldFrom = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>;
+
 /// Public state of an outbound Megolm session (ENC-08: persisted so a
 /// restart does not rotate).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,10 +97,10 @@ pub struct OutboundState {
     pub invalidated: bool,
     /// Devices that got the key: user → device → index.
     #[serde(default)]
-    pub shared_with: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, SharedAt>>,
+    pub shared_with: SharedWith,
     /// Devices told the key is withheld: user → device → code.
     #[serde(default)]
-    pub withheld: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+    pub withheld: WithheldFrom,
     /// Key-share requests not answered yet; no room event is encrypted
     /// until they are (ENC-04).
     #[serde(default)]
