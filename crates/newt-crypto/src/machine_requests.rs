@@ -5,6 +5,8 @@ use crate::account::ServerKeyCounts;
 use crate::device_keys::VerifiedDeviceKeys;
 use crate::machine::{OlmMachine, ResponseOutcome, load};
 use crate::machine_types::{Recipients, ResponseError};
+use crate::megolm::resend::{self, Rebuilt};
+use crate::megolm::share;
 use crate::olm::claim;
 use crate::requests::OutgoingRequest;
 use crate::store::{PendingKind, StoreError, StoreTxn, redoable};
@@ -57,6 +59,13 @@ impl OlmMachine {
         for request in pending {
             let held = match self.bodies.get(&request.request_id) {
                 Some(body) => Some(body),
+                // A room key's body is never stored: made here again.
+                None if matches!(request.kind, PendingKind::RoomKey { .. }) => {
+                    match resend::rebuild(txn, &self.sender(), &request)? {
+                        Rebuilt::Body(body) => Some(body),
+                        Rebuilt::Gone => continue,
+                    }
+                }
                 // Left out, then dropped from a full cache: read it now.
                 None if request.body.is_empty() => txn
                     .load_pending_request(&request.request_id)?
@@ -132,12 +141,19 @@ impl OlmMachine {
                     ..ResponseOutcome::default()
                 })
             }
-            PendingKind::ToDevice { room_id, .. } => {
+            PendingKind::ToDevice {
+                room_id: Some(room_id),
+                ..
+            }
+            | PendingKind::RoomKey { room_id, .. } => {
                 parse_object::<IgnoredAny>(body)?;
                 self.forget_request(txn, request_id)?;
-                if let Some(room_id) = room_id {
-                    crate::megolm::share::request_answered(txn, room_id, request_id)?;
-                }
+                share::request_answered(txn, room_id, request_id)?;
+                Ok(ResponseOutcome::default())
+            }
+            PendingKind::ToDevice { .. } => {
+                parse_object::<IgnoredAny>(body)?;
+                self.forget_request(txn, request_id)?;
                 Ok(ResponseOutcome::default())
             }
         }
@@ -204,11 +220,20 @@ impl OlmMachine {
         self.forget_request(txn, request_id)?;
         match &pending.kind {
             PendingKind::KeysQuery { users } => tracking::query_failed(txn, users)?,
+            PendingKind::RoomKey {
+                room_id, devices, ..
+            } => {
+                let devices = devices.iter().map(|(u, d)| (&**u, &**d));
+                share::request_failed(txn, room_id, request_id, devices)?;
+            }
+            // A room key queued before `RoomKey`: its body lists them.
             PendingKind::ToDevice {
                 room_id: Some(room_id),
                 ..
             } => {
-                crate::megolm::share::request_failed(txn, room_id, request_id, &pending.body)?;
+                let devices = share::body_devices(&pending.body);
+                let devices = devices.iter().map(|(u, d)| (&**u, &**d));
+                share::request_failed(txn, room_id, request_id, devices)?;
             }
             _ => {}
         }

@@ -4,15 +4,21 @@
 //! an entry is right for as long as its request exists, committed or not:
 //! one from a rolled-back transaction is never asked for, and entries
 //! whose requests are gone are dropped whenever the pending list is read.
+//! A room key's body is kept nowhere else (`PendingKind::RoomKey`): it is
+//! pinned, never dropped to make room, since making it again costs an
+//! encryption per device.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Bodies kept at most; past this the cache starts over.
+/// Unpinned bodies kept at most; past this they are dropped.
 const CAPACITY: usize = 64;
 
+/// A body, and whether it is pinned.
+type Kept = (Arc<String>, bool);
+
 #[derive(Default)]
-pub(crate) struct RequestBodies(Mutex<BTreeMap<String, Arc<String>>>);
+pub(crate) struct RequestBodies(Mutex<BTreeMap<String, Kept>>);
 
 impl std::fmt::Debug for RequestBodies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -21,7 +27,7 @@ impl std::fmt::Debug for RequestBodies {
 }
 
 impl RequestBodies {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Arc<String>>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Kept>> {
         // Every change is one map operation: a panic elsewhere cannot
         // leave the map half-written.
         self.0
@@ -29,12 +35,18 @@ impl RequestBodies {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Keeps a body its stored request also has.
     pub(crate) fn insert(&self, request_id: &str, body: Arc<String>) {
         let mut bodies = self.lock();
-        if bodies.len() >= CAPACITY {
-            bodies.clear();
+        if bodies.values().filter(|(_, pinned)| !pinned).count() >= CAPACITY {
+            bodies.retain(|_, (_, pinned)| *pinned);
         }
-        bodies.insert(request_id.to_owned(), body);
+        bodies.insert(request_id.to_owned(), (body, false));
+    }
+
+    /// Keeps a body that is stored nowhere else, until its request goes.
+    pub(crate) fn pin(&self, request_id: &str, body: Arc<String>) {
+        self.lock().insert(request_id.to_owned(), (body, true));
     }
 
     pub(crate) fn holds(&self, request_id: &str) -> bool {
@@ -42,7 +54,9 @@ impl RequestBodies {
     }
 
     pub(crate) fn get(&self, request_id: &str) -> Option<Arc<String>> {
-        self.lock().get(request_id).cloned()
+        self.lock()
+            .get(request_id)
+            .map(|(body, _)| Arc::clone(body))
     }
 
     pub(crate) fn remove(&self, request_id: &str) {

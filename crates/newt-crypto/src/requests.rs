@@ -88,6 +88,15 @@ impl OutgoingRequest {
                     path_segment(txn_id)
                 ),
             ),
+            PendingKind::RoomKey { txn_id, .. } => (
+                RequestKind::ToDevice,
+                HttpMethod::Put,
+                format!(
+                    "{V3}/sendToDevice/{}/{}",
+                    path_segment(crate::olm::encrypt::ENCRYPTED_EVENT_TYPE),
+                    path_segment(txn_id)
+                ),
+            ),
         };
         Self {
             request_id: request.request_id,

@@ -5,7 +5,7 @@
 use super::room::{recipient_users, shares_history};
 use super::{RoomError, ShareOutcome, SharePolicy};
 use crate::device_cache::Picked;
-use crate::olm::encrypt::{Sender, encrypt_for_devices};
+use crate::olm::encrypt::{RoomKeyOf, Sender, encrypt_for_devices};
 use crate::olm::pack::queue_to_device;
 use crate::store::{
     EncryptionSettings, InboundInfo, InboundRecord, KeySource, OutboundRecord, OutboundState,
@@ -102,6 +102,23 @@ fn must_rotate(
         devices.keys().any(|device| {
             !find(decided, user, device).is_some_and(|d| matches!(d.decision, Decision::Share))
         })
+    })
+}
+
+/// ENC-04, ENC-11: the `m.room_key` content for `session` from its
+/// current index.
+pub(super) fn room_key_content(
+    room_id: &str,
+    session: &GroupSession,
+    shared_history: bool,
+) -> Value {
+    json!({
+        "algorithm": crate::MEGOLM_ALGORITHM,
+        "room_id": room_id,
+        "session_id": session.session_id(),
+        "session_key": session.session_key().to_base64(),
+        "chain_index": session.message_index(),
+        "shared_history": shared_history,
     })
 }
 
@@ -207,21 +224,18 @@ pub(crate) fn share(
     }
     // ENC-04, ENC-11: the key from the current index, to new devices only.
     let index = session.message_index();
-    let content = json!({
-        "algorithm": crate::MEGOLM_ALGORITHM,
-        "room_id": room_id,
-        "session_id": session_id,
-        "session_key": session.session_key().to_base64(),
-        "chain_index": index,
-        "shared_history": shared_history,
-    });
+    let content = room_key_content(room_id, &session, shared_history);
+    let of = RoomKeyOf {
+        room_id,
+        session_id: &session_id,
+    };
     let sent = encrypt_for_devices(
         txn,
         sender,
         "m.room_key",
         &content,
         &targets,
-        Some(room_id),
+        Some(of),
         next_seq,
     )?;
     state
@@ -274,7 +288,7 @@ pub(crate) fn share(
             .insert(device.to_string(), notice);
         outcome.withheld.push((user, device, code.to_owned()));
     }
-    queue_to_device(txn, "m.room_key.withheld", messages, None, next_seq)?;
+    queue_to_device(txn, "m.room_key.withheld", messages, next_seq)?;
     txn.save_outbound(&OutboundRecord {
         room_id: room_id.to_owned(),
         session_id,
@@ -352,33 +366,43 @@ pub(crate) fn request_answered(
 
 /// A key-share request failed for good: its devices did not get the key
 /// and are shared with again at the next send.
-pub(crate) fn request_failed(
+pub(crate) fn request_failed<'d>(
     txn: &mut impl StoreTxn,
     room_id: &str,
     request_id: &str,
-    body: &str,
+    devices: impl IntoIterator<Item = (&'d UserId, &'d DeviceId)>,
 ) -> Result<(), StoreError> {
     let Some(mut record) = txn.load_outbound(room_id)? else {
         return Ok(());
     };
     record.state.pending_requests.retain(|id| id != request_id);
-    let body: Value = serde_json::from_str(body).unwrap_or_default();
-    if let Some(messages) = body.get("messages").and_then(Value::as_object) {
-        for (user, devices) in messages {
-            let Ok(user) = OwnedUserId::try_from(user.as_str()) else {
-                continue;
-            };
-            if let (Some(shared), Some(devices)) =
-                (record.state.shared_with.get_mut(&user), devices.as_object())
-            {
-                for device in devices.keys() {
-                    shared.remove(<&ruma::DeviceId>::from(device.as_str()));
-                }
-            }
+    for (user, device) in devices {
+        if let Some(shared) = record.state.shared_with.get_mut(user) {
+            shared.remove(device);
         }
     }
     txn.save_outbound(&record)?;
     Ok(())
+}
+
+/// The devices of a stored `/sendToDevice` body, for requests from before
+/// [`crate::store::PendingKind::RoomKey`].
+pub(crate) fn body_devices(body: &str) -> Vec<DeviceKey> {
+    let body: Value = serde_json::from_str(body).unwrap_or_default();
+    let mut out = Vec::new();
+    if let Some(messages) = body.get("messages").and_then(Value::as_object) {
+        for (user, devices) in messages {
+            let (Ok(user), Some(devices)) =
+                (OwnedUserId::try_from(user.as_str()), devices.as_object())
+            else {
+                continue;
+            };
+            for device in devices.keys() {
+                out.push((user.clone(), device.as_str().into()));
+            }
+        }
+    }
+    out
 }
 
 /// ENC-06c, ENC-07: a member left (or a gap hides who did): the next

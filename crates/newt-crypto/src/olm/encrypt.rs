@@ -2,7 +2,7 @@
 //! `/sendToDevice` requests (TD-01, TD-02).
 
 use super::cache::OlmCache;
-use super::pack::{self, Entry, UserEntry, push_quoted, quoted};
+use super::pack::{self, Entry, Kept, UserEntry, push_quoted, quoted};
 use super::sessions::{self, LiveSession};
 use crate::OLM_ALGORITHM;
 use crate::device_keys::VerifiedDeviceKeys;
@@ -90,17 +90,63 @@ fn encrypted_entry(device: &str, sender_key: &str, key: &str, kind: u8, message:
     Entry::encoded(head, message, "\"}}}")
 }
 
+/// The room and outbound session whose key a send carries.
+#[derive(Clone, Copy)]
+pub(crate) struct RoomKeyOf<'a> {
+    pub(crate) room_id: &'a str,
+    pub(crate) session_id: &'a str,
+}
+
 /// Encrypts `content` as `event_type` for every device in `recipients`
 /// that has a session, persists the advanced sessions and the requests.
+/// A room's key is queued as [`crate::store::PendingKind::RoomKey`].
 pub(crate) fn encrypt_for_devices(
     txn: &mut impl StoreTxn,
     sender: &Sender<'_>,
     event_type: &str,
     content: &Value,
     recipients: &[&VerifiedDeviceKeys],
-    room_id: Option<&str>,
+    room_key: Option<RoomKeyOf<'_>>,
     next_seq: &mut u64,
 ) -> Result<EncryptOutcome, StoreError> {
+    let (mut outcome, users) = encrypt_entries(txn, sender, event_type, content, recipients)?;
+    let kept = match room_key {
+        Some(of) => Kept::RoomKey {
+            bodies: sender.bodies,
+            room_id: of.room_id,
+            session_id: of.session_id,
+            devices: &outcome.sent_to,
+        },
+        None => Kept::Held(sender.bodies),
+    };
+    outcome.request_ids = pack::queue(txn, ENCRYPTED_EVENT_TYPE, users, next_seq, kept)?;
+    Ok(outcome)
+}
+
+/// Encrypts `content` as `event_type` for every device in `recipients`
+/// that has a session and persists the advanced sessions; the messages
+/// come as one `/sendToDevice` body, however large, queued nowhere.
+pub(crate) fn encrypt_body(
+    txn: &mut impl StoreTxn,
+    sender: &Sender<'_>,
+    event_type: &str,
+    content: &Value,
+    recipients: &[&VerifiedDeviceKeys],
+) -> Result<(EncryptOutcome, String), StoreError> {
+    let (outcome, users) = encrypt_entries(txn, sender, event_type, content, recipients)?;
+    Ok((outcome, pack::single(&users)))
+}
+
+/// Encrypts `content` for every device in `recipients` that has a
+/// session and persists the advanced sessions: each user's entries, in
+/// the order of `sent_to`, for the caller to put into bodies.
+fn encrypt_entries(
+    txn: &mut impl StoreTxn,
+    sender: &Sender<'_>,
+    event_type: &str,
+    content: &Value,
+    recipients: &[&VerifiedDeviceKeys],
+) -> Result<(EncryptOutcome, Vec<UserEntry>), StoreError> {
     let mut outcome = EncryptOutcome::default();
     let mut devices = distinct(recipients, &mut outcome.missing_sessions);
     // Grouped by user for the body; recipients usually come sorted, and
@@ -183,15 +229,7 @@ pub(crate) fn encrypt_for_devices(
     }
     txn.save_olm_sessions(&advanced)?;
     sender.cache.keep(txn, &taken, live)?;
-    outcome.request_ids = pack::queue(
-        txn,
-        ENCRYPTED_EVENT_TYPE,
-        users,
-        room_id,
-        next_seq,
-        Some(sender.bodies),
-    )?;
-    Ok(outcome)
+    Ok((outcome, users))
 }
 
 /// The recipients to encrypt for, in their order: a device listed twice

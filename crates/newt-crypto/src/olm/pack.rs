@@ -2,12 +2,15 @@
 //! (ENC-12, TD-01, TD-02). Bodies are built as text: the contents are JSON
 //! already.
 
+use crate::request_bodies::RequestBodies;
 use crate::requests::new_request_id;
 use crate::store::{PendingKind, PendingRequest, StoreError, StoreTxn};
 use rayon::prelude::*;
-use ruma::OwnedUserId;
+use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// A request grows until it holds at least this many users and then stops
 /// before this many bytes (ENC-12: as few requests as possible, at least
@@ -132,7 +135,6 @@ pub(crate) fn queue_to_device(
     txn: &mut impl StoreTxn,
     event_type: &str,
     messages: BTreeMap<OwnedUserId, Map<String, Value>>,
-    room_id: Option<&str>,
     next_seq: &mut u64,
 ) -> Result<Vec<String>, StoreError> {
     let users = messages
@@ -148,64 +150,123 @@ pub(crate) fn queue_to_device(
             entry
         })
         .collect();
-    queue(txn, event_type, users, room_id, next_seq, None)
+    queue(txn, event_type, users, next_seq, Kept::Stored)
 }
 
-/// Persists the requests `users` pack into; with `bodies`, the machine
-/// keeps each body to hand out.
+/// Where a queued request's body is kept.
+pub(crate) enum Kept<'a> {
+    /// In its stored row.
+    Stored,
+    /// In its row, and by the machine to hand out.
+    Held(&'a RequestBodies),
+    /// By the machine only: a room's key, which another machine rebuilds
+    /// ([`PendingKind::RoomKey`]). A row then lists its devices instead.
+    RoomKey {
+        bodies: &'a RequestBodies,
+        room_id: &'a str,
+        session_id: &'a str,
+        /// Every device with an entry, in the order of the entries.
+        devices: &'a [(OwnedUserId, OwnedDeviceId)],
+    },
+}
+
+/// Persists the requests `users` pack into.
 pub(super) fn queue(
     txn: &mut impl StoreTxn,
     event_type: &str,
     users: Vec<UserEntry>,
-    room_id: Option<&str>,
     next_seq: &mut u64,
-    bodies: Option<&crate::request_bodies::RequestBodies>,
+    kept: Kept<'_>,
 ) -> Result<Vec<String>, StoreError> {
+    let counts: Vec<usize> = users.iter().map(|u| u.devices.len()).collect();
     let mut ids = Vec::new();
-    for body in pack(users) {
+    let mut done = 0;
+    for (body, held) in pack(users) {
         let txn_id = new_request_id();
+        let entries: usize = counts.get(held).map_or(0, |c| c.iter().sum());
+        let (kind, stored, bodies) = match &kept {
+            Kept::Stored | Kept::Held(_) => (
+                PendingKind::ToDevice {
+                    event_type: event_type.to_owned(),
+                    txn_id: txn_id.clone(),
+                    room_id: None,
+                },
+                true,
+                match kept {
+                    Kept::Held(bodies) => Some(bodies),
+                    _ => None,
+                },
+            ),
+            Kept::RoomKey {
+                bodies,
+                room_id,
+                session_id,
+                devices,
+            } => (
+                PendingKind::RoomKey {
+                    txn_id: txn_id.clone(),
+                    room_id: (*room_id).to_owned(),
+                    session_id: (*session_id).to_owned(),
+                    devices: devices
+                        .get(done..done + entries)
+                        .unwrap_or_default()
+                        .to_vec(),
+                },
+                false,
+                Some(*bodies),
+            ),
+        };
+        done += entries;
+        let body: Arc<String> = body.into();
         let request = PendingRequest {
-            request_id: txn_id.clone(),
-            kind: PendingKind::ToDevice {
-                event_type: event_type.to_owned(),
-                txn_id,
-                room_id: room_id.map(str::to_owned),
-            },
-            body: body.into(),
+            request_id: txn_id,
+            kind,
+            body: if stored { body.clone() } else { Arc::default() },
             seq: *next_seq,
         };
         *next_seq += 1;
         txn.save_pending_request(&request)?;
-        if let Some(bodies) = bodies {
-            bodies.insert(&request.request_id, request.body.clone());
+        match bodies {
+            Some(bodies) if stored => bodies.insert(&request.request_id, body),
+            Some(bodies) => bodies.pin(&request.request_id, body),
+            None => {}
         }
         ids.push(request.request_id);
     }
     Ok(ids)
 }
 
+/// Every user's entries in one body, however large: a room-key request
+/// rebuilt for the devices it was made for.
+pub(super) fn single(users: &[UserEntry]) -> String {
+    fill(users).unwrap_or_else(|| join(users))
+}
+
 /// Packs users' entries into as few request bodies as the size bound
 /// allows, each with at least [`MIN_USERS_PER_REQUEST`] users when there
-/// are that many.
-fn pack(users: Vec<UserEntry>) -> Vec<String> {
-    let mut groups: Vec<Vec<UserEntry>> = Vec::new();
-    let mut current = Vec::new();
+/// are that many. Each body comes with the users it holds.
+fn pack(users: Vec<UserEntry>) -> Vec<(String, Range<usize>)> {
+    let mut groups: Vec<Range<usize>> = Vec::new();
+    let mut start = 0;
     let mut len = 0;
-    for user in users {
-        if current.len() >= MIN_USERS_PER_REQUEST && len + user.size > MAX_REQUEST_BYTES {
-            groups.push(std::mem::take(&mut current));
+    for (at, user) in users.iter().enumerate() {
+        if at - start >= MIN_USERS_PER_REQUEST && len + user.size > MAX_REQUEST_BYTES {
+            groups.push(start..at);
+            start = at;
             len = 0;
         }
         // The user and the comma (or opening) before it.
         len += user.size + 1;
-        current.push(user);
     }
-    if !current.is_empty() {
-        groups.push(current);
+    if start < users.len() {
+        groups.push(start..users.len());
     }
     groups
-        .iter()
-        .map(|users| fill(users).unwrap_or_else(|| join(users)))
+        .into_iter()
+        .map(|held| {
+            let group = &users[held.clone()];
+            (single(group), held)
+        })
         .collect()
 }
 
@@ -311,7 +372,8 @@ mod tests {
             .collect();
         let bodies = pack(users);
         assert_eq!(bodies.len(), 1, "250 small messages fit one request");
-        let body: Value = serde_json::from_str(&bodies[0]).unwrap();
+        assert_eq!(bodies[0].1, 0..250);
+        let body: Value = serde_json::from_str(&bodies[0].0).unwrap();
         let users = body["messages"].as_object().unwrap();
         assert_eq!(users.len(), 250);
         assert_eq!(users["@u7:example.org"]["D\"1"]["x"], 1);
@@ -327,13 +389,16 @@ mod tests {
         let bodies = pack(users);
         assert!(bodies.len() > 1, "10 MB does not fit one request");
         let mut seen = 0;
-        for (i, body) in bodies.iter().enumerate() {
+        for (i, (body, held)) in bodies.iter().enumerate() {
             assert!(body.len() <= MAX_REQUEST_BYTES, "{}", body.len());
             let parsed: Value = serde_json::from_str(body).unwrap();
-            let users = parsed["messages"].as_object().unwrap().len();
+            let users = parsed["messages"].as_object().unwrap();
             // The last request takes what is left.
-            assert!(users >= MIN_USERS_PER_REQUEST || i + 1 == bodies.len());
-            seen += users;
+            assert!(users.len() >= MIN_USERS_PER_REQUEST || i + 1 == bodies.len());
+            // Each body says which users it holds, in order.
+            assert_eq!(*held, seen..seen + users.len());
+            assert!(users.contains_key(&format!("@u{seen}:example.org")));
+            seen += users.len();
         }
         assert_eq!(seen, 500);
     }

@@ -28,6 +28,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     inbound_revision_follows_saves(&mut make());
     device_revision_follows_saves(&mut make());
     pending_requests_keep_order(&mut make());
+    room_key_requests_keep_their_devices(&mut make());
     queued_events_keep_order_and_content(&mut make());
     room_records_round_trip(&mut make());
     outbound_head_keeps_the_sets(&mut make());
@@ -511,6 +512,38 @@ pub fn pending_requests_keep_order<S: Store>(store: &mut S) {
     assert_eq!(ids, ["a", "c"]);
     txn.delete_pending_request("c").unwrap();
     assert_eq!(txn.next_pending_seq().unwrap(), 1);
+}
+
+/// A room-key request comes back with its devices and the empty body it
+/// was saved with, whichever way it is read.
+pub fn room_key_requests_keep_their_devices<S: Store>(store: &mut S) {
+    let kind = PendingKind::RoomKey {
+        txn_id: "t".into(),
+        room_id: "!r:x".into(),
+        session_id: "S".into(),
+        devices: vec![(user("alice"), "A1".into()), (user("bob"), "B1".into())],
+    };
+    let mut txn = store.transaction().unwrap();
+    txn.save_pending_request(&PendingRequest {
+        request_id: "k".into(),
+        kind: kind.clone(),
+        body: Default::default(),
+        seq: 0,
+    })
+    .unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    let whole = txn.load_pending_request("k").unwrap().unwrap();
+    assert_eq!((&whole.kind, whole.body.as_str()), (&kind, ""));
+    let meta = txn.load_pending_request_meta("k").unwrap().unwrap();
+    assert_eq!(meta.kind, kind);
+    for listed in [
+        txn.load_pending_requests().unwrap(),
+        txn.load_pending_requests_except(&|_| false).unwrap(),
+    ] {
+        assert_eq!(listed.len(), 1);
+        assert_eq!((&listed[0].kind, listed[0].body.as_str()), (&kind, ""));
+    }
 }
 
 /// Queued to-device events keep arrival order and their plaintext.

@@ -238,9 +238,25 @@ pub enum PendingKind {
         event_type: String,
         /// The transaction ID, the same on every retry (TD-02).
         txn_id: String,
-        /// The room whose key it carries, if any (ENC-04).
+        /// The room whose key it carries, if any (ENC-04). Rows from
+        /// before [`PendingKind::RoomKey`] carry room keys this way.
         #[serde(default)]
         room_id: Option<String>,
+    },
+    /// `/sendToDevice/m.room.encrypted/{txn_id}` carrying a room's key
+    /// (ENC-04). Its body (megabytes for a large room) is not stored:
+    /// only the machine that made it holds it, and any other rebuilds it
+    /// for the same devices under the same transaction ID (the session
+    /// cannot advance while its key is pending, so the key is the same).
+    RoomKey {
+        /// The transaction ID, the same on every retry (TD-02).
+        txn_id: String,
+        /// The room.
+        room_id: String,
+        /// The outbound Megolm session whose key it carries.
+        session_id: String,
+        /// The devices the body has a message for.
+        devices: Vec<(OwnedUserId, OwnedDeviceId)>,
     },
 }
 

@@ -11,6 +11,7 @@ mod olm;
 mod olm_cache;
 mod raw_peer;
 mod request_bodies;
+mod room_key_resend;
 mod rooms;
 mod rooms_router;
 mod roundtrip;

@@ -48,6 +48,8 @@ pub struct Router {
     changed: BTreeMap<DeviceKey, Vec<OwnedUserId>>,
     /// Every request seen: (kind, path).
     pub log: Vec<(RequestKind, String)>,
+    /// `/sendToDevice` transactions applied, by sending device.
+    txns: std::collections::BTreeSet<(DeviceKey, String)>,
     /// Rewrites `/keys/query` responses.
     pub tamper_query: Option<Tamper>,
     /// Rewrites `/keys/claim` responses.
@@ -151,8 +153,13 @@ impl Router {
             RequestKind::KeysQuery => self.query(&body),
             RequestKind::KeysClaim => self.claim(&body),
             RequestKind::ToDevice => {
-                let event_type = request.path().rsplit('/').nth(1).unwrap().to_owned();
-                self.send_to_device(&peer.user, &event_type, &body);
+                let mut segments = request.path().rsplit('/');
+                let txn_id = segments.next().unwrap().to_owned();
+                let event_type = segments.next().unwrap().to_owned();
+                // TD-02: a transaction ID is applied once per device.
+                if self.txns.insert((me, txn_id)) {
+                    self.send_to_device(&peer.user, &event_type, &body);
+                }
                 json!({})
             }
             other => panic!("unexpected request {other:?}"),
