@@ -105,9 +105,7 @@ impl OlmMachine {
         txn: &mut impl StoreTxn,
         room_id: &str,
     ) -> Result<bool, StoreError> {
-        Ok(txn
-            .load_room(room_id)?
-            .is_some_and(|r| r.encryption.is_some()))
+        Ok(txn.load_room_encryption(room_id)?.is_some())
     }
 
     /// Users whose devices get the room's key (ENC-10). Track them and

@@ -33,6 +33,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         origin_server_ts: 42,
     };
     txn.save_index_use("!room:example.org", "fixture-session", 3, &used)?;
+    // Schema 10: an encrypted room's settings, kept apart.
+    let mut room = newt_crypto::store::RoomRecord::new("!room:example.org");
+    room.encryption = Some(newt_crypto::store::EncryptionSettings {
+        algorithm: "m.megolm.v1.aes-sha2".into(),
+        rotation_period_ms: 3000,
+        rotation_period_msgs: 7,
+    });
+    txn.save_room(&room)?;
     txn.commit()?;
     drop(store);
     println!("wrote {}", path.display());

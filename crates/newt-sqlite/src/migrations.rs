@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_box_v2.sql"),
     include_str!("../migrations/0008_outdated_users.sql"),
     include_str!("../migrations/0009_outbound_sets.sql"),
+    include_str!("../migrations/0010_room_encryption.sql"),
 ];
 
 /// The newest schema version this build knows.

@@ -3,8 +3,8 @@
 
 use crate::txn::{SqliteTxn, backend, corrupt, exec_cached, query_cached};
 use newt_crypto::store::{
-    InboundInfo, InboundRecord, OutboundHead, OutboundRecord, OutboundState, RoomRecord,
-    SharedWith, StoreError, UndecryptedEvent, WithheldFrom, WithheldRecord,
+    EncryptionSettings, InboundInfo, InboundRecord, OutboundHead, OutboundRecord, OutboundState,
+    RoomRecord, SharedWith, StoreError, UndecryptedEvent, WithheldFrom, WithheldRecord,
 };
 use rusqlite::params;
 
@@ -58,7 +58,36 @@ impl SqliteTxn<'_> {
             "INSERT INTO rooms (room_id, data) VALUES (?1, ?2) ON CONFLICT(room_id) DO UPDATE SET data = excluded.data",
             &[&room.room_id],
             room,
-        )
+        )?;
+        // The settings again, alone (schema 10).
+        match &room.encryption {
+            Some(settings) => self.put_json(
+                "INSERT INTO room_encryption (room_id, data) VALUES (?1, ?2) ON CONFLICT(room_id) DO UPDATE SET data = excluded.data",
+                &[&room.room_id],
+                settings,
+            ),
+            None => {
+                exec_cached(
+                    self.tx(),
+                    "DELETE FROM room_encryption WHERE room_id = ?1",
+                    [&room.room_id],
+                )
+                .map_err(backend)?;
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn room_encryption(
+        &mut self,
+        room_id: &str,
+    ) -> Result<Option<EncryptionSettings>, StoreError> {
+        Ok(self
+            .query_json(
+                "SELECT data FROM room_encryption WHERE room_id = ?1",
+                [room_id],
+            )?
+            .pop())
     }
 
     /// The session row alone (schema 9 keeps the sets apart).

@@ -466,6 +466,13 @@ impl StoreTxn for SqliteTxn<'_> {
         self.room_save(room)
     }
 
+    fn load_room_encryption(
+        &mut self,
+        room_id: &str,
+    ) -> Result<Option<newt_crypto::store::EncryptionSettings>, StoreError> {
+        self.room_encryption(room_id)
+    }
+
     fn load_outbound(&mut self, room_id: &str) -> Result<Option<OutboundRecord>, StoreError> {
         self.outbound_load(room_id)
     }

@@ -308,11 +308,9 @@ pub(crate) fn encrypt_event(
     content: &Value,
     now: Timestamp,
 ) -> Result<Value, RoomError> {
-    let room = txn
-        .load_room(room_id)?
-        .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
-    let settings = room
-        .encryption
+    // Not the room's members: this runs for every room event.
+    let settings = txn
+        .load_room_encryption(room_id)?
         .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
     let not_shared = || RoomError::KeyNotShared(room_id.to_owned());
     // Without the shared-with set: this runs for every room event.

@@ -6,10 +6,10 @@
 
 use super::codec::Encoded;
 use super::{
-    AccountRecord, AccountState, DeviceLocal, DeviceRecord, InboundInfo, InboundRecord, IndexUse,
-    KeySource, Membership, OlmSessionRecord, OutboundHead, OutboundRecord, OutboundState,
-    PendingKind, PendingRequest, QueuedToDevice, RoomRecord, Store, StoreTxn, TrackedUser,
-    UndecryptedEvent, WithheldRecord,
+    AccountRecord, AccountState, DeviceLocal, DeviceRecord, EncryptionSettings, InboundInfo,
+    InboundRecord, IndexUse, KeySource, Membership, OlmSessionRecord, OutboundHead, OutboundRecord,
+    OutboundState, PendingKind, PendingRequest, QueuedToDevice, RoomRecord, Store, StoreTxn,
+    TrackedUser, UndecryptedEvent, WithheldRecord,
 };
 use ruma::{OwnedDeviceId, OwnedUserId};
 use std::collections::BTreeMap;
@@ -29,6 +29,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     device_revision_follows_saves(&mut make());
     pending_requests_keep_order(&mut make());
     room_key_requests_keep_their_devices(&mut make());
+    room_encryption_follows_the_room(&mut make());
     queued_events_keep_order_and_content(&mut make());
     room_records_round_trip(&mut make());
     outbound_head_keeps_the_sets(&mut make());
@@ -544,6 +545,36 @@ pub fn room_key_requests_keep_their_devices<S: Store>(store: &mut S) {
         assert_eq!(listed.len(), 1);
         assert_eq!((&listed[0].kind, listed[0].body.as_str()), (&kind, ""));
     }
+}
+
+/// A room's encryption settings read alone are the ones saved with it,
+/// and go with it on rollback; unknown and unencrypted rooms have none.
+pub fn room_encryption_follows_the_room<S: Store>(store: &mut S) {
+    let settings = |msgs| EncryptionSettings {
+        algorithm: "m.megolm.v1.aes-sha2".into(),
+        rotation_period_ms: 1000,
+        rotation_period_msgs: msgs,
+    };
+    let mut room = RoomRecord::new("!r:x");
+    room.members.insert(user("bob"), Membership::Join);
+    let mut txn = store.transaction().unwrap();
+    txn.save_room(&room).unwrap();
+    assert_eq!(txn.load_room_encryption("!r:x").unwrap(), None);
+    room.encryption = Some(settings(5));
+    txn.save_room(&room).unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(txn.load_room_encryption("!r:x").unwrap(), Some(settings(5)));
+    assert_eq!(txn.load_room_encryption("!other:x").unwrap(), None);
+    room.encryption = Some(settings(9));
+    txn.save_room(&room).unwrap();
+    assert_eq!(txn.load_room_encryption("!r:x").unwrap(), Some(settings(9)));
+    drop(txn);
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(txn.load_room_encryption("!r:x").unwrap(), Some(settings(5)));
+    room.encryption = None;
+    txn.save_room(&room).unwrap();
+    assert_eq!(txn.load_room_encryption("!r:x").unwrap(), None);
 }
 
 /// Queued to-device events keep arrival order and their plaintext.

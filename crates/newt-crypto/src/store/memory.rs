@@ -1,10 +1,10 @@
 //! An in-memory store for tests and ephemeral clients.
 
 use super::{
-    AccountRecord, AccountState, AfterCommit, DeviceRecord, InboundInfo, InboundRecord, IndexUse,
-    OlmSessionRecord, OlmSessionTimes, OutboundHead, OutboundRecord, OutboundState, PendingRequest,
-    QueuedToDevice, RoomRecord, Store, StoreError, StoreTxn, TrackedUser, UndecryptedEvent,
-    WithheldRecord,
+    AccountRecord, AccountState, AfterCommit, DeviceRecord, EncryptionSettings, InboundInfo,
+    InboundRecord, IndexUse, OlmSessionRecord, OlmSessionTimes, OutboundHead, OutboundRecord,
+    OutboundState, PendingRequest, QueuedToDevice, RoomRecord, Store, StoreError, StoreTxn,
+    TrackedUser, UndecryptedEvent, WithheldRecord,
 };
 use crate::megolm::by_session::BySession;
 use rayon::prelude::*;
@@ -415,6 +415,18 @@ impl StoreTxn for MemoryTxn<'_> {
     fn save_room(&mut self, room: &RoomRecord) -> Result<(), StoreError> {
         write!(self, rooms, room.room_id.clone(), Some(room.clone()));
         Ok(())
+    }
+
+    fn load_room_encryption(
+        &mut self,
+        room_id: &str,
+    ) -> Result<Option<EncryptionSettings>, StoreError> {
+        // Not a clone of the members.
+        Ok(self
+            .state
+            .rooms
+            .get(room_id)
+            .and_then(|room| room.encryption.clone()))
     }
 
     fn load_outbound(&mut self, room_id: &str) -> Result<Option<OutboundRecord>, StoreError> {

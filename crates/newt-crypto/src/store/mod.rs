@@ -240,6 +240,16 @@ pub trait StoreTxn {
     fn load_room(&mut self, room_id: &str) -> Result<Option<RoomRecord>, StoreError>;
     /// Inserts or replaces a room.
     fn save_room(&mut self, room: &RoomRecord) -> Result<(), StoreError>;
+    /// A room's encryption settings alone (`None`: unknown room, or not
+    /// encrypted): what encrypting each room event reads. Stores keep
+    /// them apart from the members so that this does not read a large
+    /// room's member list; the default loads the whole room.
+    fn load_room_encryption(
+        &mut self,
+        room_id: &str,
+    ) -> Result<Option<EncryptionSettings>, StoreError> {
+        Ok(self.load_room(room_id)?.and_then(|room| room.encryption))
+    }
 
     /// The room's current outbound Megolm session.
     fn load_outbound(&mut self, room_id: &str) -> Result<Option<OutboundRecord>, StoreError>;

@@ -253,6 +253,12 @@ fn opens_stores_of_every_past_schema_version() {
                 "v6 index use lost"
             );
         }
+        if version >= 10 {
+            let settings = txn.load_room_encryption("!room:example.org").unwrap();
+            assert_eq!(settings.map(|s| s.rotation_period_msgs), Some(7));
+            let room = txn.load_room("!room:example.org").unwrap().unwrap();
+            assert_eq!(room.encryption.map(|s| s.rotation_period_ms), Some(3000));
+        }
     }
     assert!(seen >= 1, "no schema fixtures found");
 }
@@ -382,6 +388,46 @@ fn store_open_fuzz_corpus() {
     assert!(count > 0);
 }
 
+/// Schema 10 copies each encrypted room's settings out of its row into
+/// `room_encryption`: a store written before it (made here by dropping
+/// the table, as schema 9 had none) opens with the settings readable
+/// alone, and unencrypted rooms without any.
+#[test]
+fn schema_10_keeps_room_encryption_apart() {
+    use newt_crypto::store::{EncryptionSettings, RoomRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let settings = EncryptionSettings {
+        algorithm: "m.megolm.v1.aes-sha2".into(),
+        rotation_period_ms: 3000,
+        rotation_period_msgs: 7,
+    };
+    {
+        let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32])).unwrap();
+        let mut txn = store.begin().unwrap();
+        let mut room = RoomRecord::new("!e:example.org");
+        room.encryption = Some(settings.clone());
+        txn.save_room(&room).unwrap();
+        txn.save_room(&RoomRecord::new("!plain:example.org"))
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE room_encryption; PRAGMA user_version = 9;")
+        .unwrap();
+    drop(conn);
+    let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32])).unwrap();
+    let mut txn = store.begin().unwrap();
+    assert_eq!(
+        txn.load_room_encryption("!e:example.org").unwrap(),
+        Some(settings)
+    );
+    assert_eq!(
+        txn.load_room_encryption("!plain:example.org").unwrap(),
+        None
+    );
+}
+
 /// Schema 9 moves each outbound session's shared-with and withheld sets
 /// out of its row into `outbound_sets`: a store written before it (made
 /// here by putting the sets back into the row, as schema 8 kept them)
@@ -433,6 +479,7 @@ fn schema_9_moves_outbound_sets_out_of_the_session_row() {
              '$.withheld', json((SELECT json_extract(s.data, '$.withheld')
                  FROM outbound_sets s WHERE s.room_id = outbound_sessions.room_id)));
          DROP TABLE outbound_sets;
+         DROP TABLE room_encryption;
          PRAGMA user_version = 8;",
     )
     .unwrap();
