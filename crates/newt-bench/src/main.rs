@@ -12,6 +12,7 @@ mod first_share;
 mod fixtures;
 mod receive_keys;
 mod reshare;
+mod room_message;
 
 use newt_crypto::store::MemoryStore;
 use newt_sqlite::{SqliteStore, StoreKey};
@@ -24,6 +25,14 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Milliseconds, with three decimals under one.
+fn shown(d: Duration) -> String {
+    match ms(d) {
+        small if small < 1.0 => format!("{small:.3}"),
+        large => format!("{large:.1}"),
+    }
 }
 
 struct Row {
@@ -46,12 +55,12 @@ fn print(rows: &[Row]) {
     println!("|---|---|---|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2}–{:.2} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2}–{:.2} |",
             r.workload,
             r.store,
             r.threads,
-            ms(r.newt),
-            ms(r.limit),
+            shown(r.newt),
+            shown(r.limit),
             r.ratio,
             r.spread.0,
             r.spread.1
@@ -200,6 +209,23 @@ fn main() {
                 |t| pool(t).install(|| reshare::newt(&mut sqlite().1, &peers, restarted)),
             );
         }
+    }
+    for &n in sizes {
+        let workload = format!("room message N={n} (per message)");
+        if !wanted(only, &workload) {
+            continue;
+        }
+        let peers = fixtures::peers(n, n);
+        let mut session = room_message::limit_input();
+        run_all(
+            &mut rows,
+            &workload,
+            || room_message::limit(&mut session),
+            reps,
+            cores,
+            |t| pool(t).install(|| room_message::newt(&mut MemoryStore::new(), &peers)),
+            |t| pool(t).install(|| room_message::newt(&mut sqlite().1, &peers)),
+        );
     }
     let receive_n = if quick { 100 } else { 1000 };
     let workload = format!("receive keys ({receive_n} in one sync)");
