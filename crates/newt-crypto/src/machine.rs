@@ -42,6 +42,8 @@ pub struct OlmMachine {
     pub(crate) inbound: crate::megolm::cache::InboundCache,
     pub(crate) devices: crate::device_cache::DeviceCache,
     pub(crate) bodies: crate::request_bodies::RequestBodies,
+    /// Peers known to have a committed Olm session.
+    pub(crate) known_sessions: crate::olm::known::KnownSessions,
     /// The account as opened, only for making outbound sessions, which
     /// use nothing but its identity keys (they never change): unpickling
     /// the stored account computes every one-time key, per claim response.
@@ -100,6 +102,7 @@ impl OlmMachine {
             inbound: Default::default(),
             devices: Default::default(),
             bodies: Default::default(),
+            known_sessions: Default::default(),
             outbound_account: crate::account::IdentityOnly::new(account.inner),
         })
     }
@@ -325,7 +328,7 @@ impl OlmMachine {
         let mut seq = self.next_request_seq(txn)?;
         // Planned claims can be planned again.
         let planned = crate::store::redoable(txn, |txn| {
-            let needed = claim::needing_session(txn, &devices, now)?;
+            let needed = claim::needing_session(txn, &self.known_sessions, &devices, now)?;
             claim::plan_claims(txn, needed, &mut seq)
         })?;
         Ok(planned

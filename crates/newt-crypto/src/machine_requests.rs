@@ -44,7 +44,7 @@ impl OlmMachine {
         if !wedged.is_empty() {
             let wedged: Vec<_> = wedged.iter().map(|(k, r)| (k, r)).collect();
             redoable(txn, |txn| {
-                let needed = claim::needing_session(txn, &wedged, now)?;
+                let needed = claim::needing_session(txn, &self.known_sessions, &wedged, now)?;
                 claim::plan_claims(txn, needed, &mut seq)
             })?;
         }
@@ -127,6 +127,7 @@ impl OlmMachine {
                             keys: &self.keys,
                             olm: &self.olm,
                             devices: &self.devices,
+                            known: &self.known_sessions,
                         },
                         now,
                     )

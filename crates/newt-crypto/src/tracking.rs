@@ -56,7 +56,7 @@ pub struct QueryOutcome {
 
 /// Starts tracking users; new ones are outdated until queried (TRK-01).
 pub(crate) fn track(txn: &mut impl StoreTxn, users: &[OwnedUserId]) -> Result<(), StoreError> {
-    for user in users {
+    for user in &txn.untracked_users(users)? {
         match txn.load_tracked_user(user)? {
             Some(existing) if existing.tracked => {}
             Some(mut existing) => {

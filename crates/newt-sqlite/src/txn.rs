@@ -1,7 +1,7 @@
 //! A store transaction on SQLite.
 
 use crate::key::StoreKey;
-use newt_crypto::ruma::{DeviceId, UserId};
+use newt_crypto::ruma::{DeviceId, OwnedUserId, UserId};
 use newt_crypto::store::{
     AccountRecord, AccountState, AfterCommit, DeviceRecord, InboundRecord, IndexUse,
     OlmSessionRecord, OutboundHead, OutboundRecord, PendingRequest, QueuedToDevice, RoomRecord,
@@ -245,6 +245,30 @@ impl StoreTxn for SqliteTxn<'_> {
                 [user.as_str()],
             )?
             .pop())
+    }
+
+    fn untracked_users(&mut self, users: &[OwnedUserId]) -> Result<Vec<OwnedUserId>, StoreError> {
+        // One query; a record's flag is read by SQLite, the record is not
+        // decoded here.
+        let listed = serde_json::to_string(users).map_err(corrupt)?;
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT j.value FROM json_each(?1) j WHERE NOT EXISTS (
+                     SELECT 1 FROM tracked_users t
+                     WHERE t.user_id = j.value AND json_extract(t.data, '$.tracked') = 1)
+                 ORDER BY j.key",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([listed], |row| row.get::<_, String>(0))
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let user = row.map_err(backend)?;
+            out.push(OwnedUserId::try_from(user).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
     }
 
     fn save_tracked_user(&mut self, user: &TrackedUser) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@ use crate::olm::encrypt::{RoomKeyOf, Sender, encrypt_for_devices};
 use crate::olm::pack::queue_to_device;
 use crate::store::{
     EncryptionSettings, InboundInfo, InboundRecord, KeySource, OutboundRecord, OutboundState,
-    RoomRecord, SharedAt, StoreError, StoreTxn,
+    RoomRecord, SharedAt, SharedWith, StoreError, StoreTxn,
 };
 use crate::time::Timestamp;
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
@@ -83,26 +83,55 @@ fn decide(
     Ok(out)
 }
 
-/// ENC-06, ENC-07, HIS-02: whether the current session must go.
+/// ENC-06, ENC-07, HIS-02: whether the current session must go. `lost`:
+/// a device that had the key may no longer read (see [`walk`]).
 fn must_rotate(
     state: &OutboundState,
     settings: &EncryptionSettings,
     shared_history: bool,
-    decided: &[Decided],
+    lost: bool,
     now: Timestamp,
 ) -> bool {
     let expired = now.0.saturating_sub(state.created_at_ms) >= settings.rotation_period_ms
         || state.message_count >= settings.rotation_period_msgs;
-    if state.invalidated || expired || state.shared_history != shared_history {
-        return true;
+    state.invalidated || expired || state.shared_history != shared_history || lost
+}
+
+/// The shared-with set against the decisions.
+struct Walked {
+    /// Per decided device, whether it has the key.
+    has: Vec<bool>,
+    /// A device that had the key left, was removed or was blocked.
+    lost: bool,
+}
+
+/// Walks the shared-with set and the decisions side by side: both are
+/// sorted by user, then device, so this is one pass with no lookups (it
+/// runs before every message, for every device in the room).
+fn walk(decided: &[Decided], shared: &SharedWith) -> Walked {
+    let mut walked = Walked {
+        has: vec![false; decided.len()],
+        lost: false,
+    };
+    let mut at = 0;
+    for (user, devices) in shared {
+        for device in devices.keys() {
+            let key = (&**user, &**device);
+            while decided.get(at).is_some_and(|d| d.id() < key) {
+                at += 1;
+            }
+            match decided.get(at) {
+                Some(d) if d.id() == key => {
+                    walked.lost |= !matches!(d.decision, Decision::Share);
+                    if let Some(flag) = walked.has.get_mut(at) {
+                        *flag = true;
+                    }
+                }
+                _ => walked.lost = true,
+            }
+        }
     }
-    // A device that had the key and may no longer read: it left, was
-    // removed or was blocked. Checked only when nothing else rotates.
-    state.shared_with.iter().any(|(user, devices)| {
-        devices.keys().any(|device| {
-            !find(decided, user, device).is_some_and(|d| matches!(d.decision, Decision::Share))
-        })
-    })
+    walked
 }
 
 /// ENC-04, ENC-11: the `m.room_key` content for `session` from its
@@ -180,16 +209,19 @@ pub(crate) fn share(
         .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
     let shared_history = shares_history(&room.history_visibility);
     let decided = decide(txn, &room, sender, policy)?;
-    let current = txn.load_outbound(room_id)?;
-    let (session, mut state, rotated) = match current {
-        Some(record) if !must_rotate(&record.state, &settings, shared_history, &decided, now) => (
-            GroupSession::from_pickle(record.pickle),
-            record.state,
-            false,
-        ),
+    let current = txn
+        .load_outbound(room_id)?
+        .map(|record| (walk(&decided, &record.state.shared_with), record));
+    let (session, mut state, rotated, has) = match current {
+        Some((walked, record))
+            if !must_rotate(&record.state, &settings, shared_history, walked.lost, now) =>
+        {
+            let session = GroupSession::from_pickle(record.pickle);
+            (session, record.state, false, walked.has)
+        }
         _ => {
             let (session, state) = create(txn, room_id, sender, shared_history, now)?;
-            (session, state, true)
+            (session, state, true, vec![false; decided.len()])
         }
     };
     let session_id = session.session_id();
@@ -201,12 +233,8 @@ pub(crate) fn share(
 
     let mut targets = Vec::new();
     let mut notices: Vec<(DeviceKey, &'static str, &'static str)> = Vec::new();
-    for d in &decided {
+    for (d, &has_it) in decided.iter().zip(&has) {
         let (user, device) = d.id();
-        let has_it = state
-            .shared_with
-            .get(user)
-            .is_some_and(|d| d.contains_key(device));
         match d.decision {
             Decision::Share if !has_it => targets.push(d.picked.keys()),
             Decision::Share => {}
@@ -289,12 +317,15 @@ pub(crate) fn share(
         outcome.withheld.push((user, device, code.to_owned()));
     }
     queue_to_device(txn, "m.room_key.withheld", messages, next_seq)?;
-    txn.save_outbound(&OutboundRecord {
-        room_id: room_id.to_owned(),
-        session_id,
-        pickle: session.pickle(),
-        state,
-    })?;
+    // Before most messages nothing changed: the record is not rewritten.
+    if rotated || !outcome.shared_with.is_empty() || !outcome.withheld.is_empty() {
+        txn.save_outbound(&OutboundRecord {
+            room_id: room_id.to_owned(),
+            session_id,
+            pickle: session.pickle(),
+            state,
+        })?;
+    }
     Ok(outcome)
 }
 

@@ -3,6 +3,7 @@
 //! a session is made from it.
 
 use super::cache::OlmCache;
+use super::known::KnownSessions;
 use super::sessions::{self, LiveSession};
 use crate::SIGNED_CURVE25519;
 use crate::backoff;
@@ -73,6 +74,7 @@ fn in_flight(txn: &mut impl StoreTxn) -> Result<BTreeSet<DeviceKey>, StoreError>
 /// backing off, not already being claimed.
 pub(crate) fn needing_session(
     txn: &mut impl StoreTxn,
+    known: &KnownSessions,
     devices: &[(&VerifiedDeviceKeys, &DeviceRecord)],
     now: Timestamp,
 ) -> Result<Vec<DeviceKey>, StoreError> {
@@ -86,8 +88,7 @@ pub(crate) fn needing_session(
         {
             continue;
         }
-        if record.local.wants_new_session || !sessions::exists(txn, &keys.curve25519().to_base64())?
-        {
+        if record.local.wants_new_session || !known.exists(txn, &keys.curve25519().to_base64())? {
             out.push(id);
         }
     }
@@ -198,6 +199,7 @@ pub(crate) struct Caches<'a> {
     pub(crate) keys: &'a crate::key_cache::KeyCache,
     pub(crate) olm: &'a OlmCache,
     pub(crate) devices: &'a DeviceCache,
+    pub(crate) known: &'a KnownSessions,
 }
 
 pub(crate) fn receive_claim(
@@ -270,7 +272,7 @@ pub(crate) fn receive_claim(
                 } else {
                     // Normally none (CLM-03); a pre-key message may have
                     // made one since the claim was planned.
-                    !sessions::exists(txn, &curve)?
+                    !caches.known.exists(txn, &curve)?
                 };
                 created.push((LiveSession::new(session, curve, now.0), only));
                 local.claim_failures = 0;

@@ -6,6 +6,7 @@ pub(crate) mod cache;
 pub(crate) mod claim;
 pub(crate) mod decrypt;
 pub(crate) mod encrypt;
+pub(crate) mod known;
 pub(crate) mod pack;
 pub(crate) mod sessions;
 

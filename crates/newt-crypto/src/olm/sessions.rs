@@ -93,11 +93,6 @@ fn best(txn: &mut impl StoreTxn, sender_key: &str) -> Result<Option<LiveSession>
         .transpose()
 }
 
-/// Whether any session with `sender_key` exists.
-pub(crate) fn exists(txn: &mut impl StoreTxn, sender_key: &str) -> Result<bool, StoreError> {
-    txn.has_olm_session(sender_key)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     pending_requests_keep_order(&mut make());
     room_key_requests_keep_their_devices(&mut make());
     room_encryption_follows_the_room(&mut make());
+    untracked_users_are_found_in_order(&mut make());
     queued_events_keep_order_and_content(&mut make());
     room_records_round_trip(&mut make());
     outbound_head_keeps_the_sets(&mut make());
@@ -575,6 +576,31 @@ pub fn room_encryption_follows_the_room<S: Store>(store: &mut S) {
     room.encryption = None;
     txn.save_room(&room).unwrap();
     assert_eq!(txn.load_room_encryption("!r:x").unwrap(), None);
+}
+
+/// Of a list of users, those with no record or a record not tracked, in
+/// the list's order, this transaction's own saves included.
+pub fn untracked_users_are_found_in_order<S: Store>(store: &mut S) {
+    let (alice, bob, carol, dave) = (user("alice"), user("bob"), user("carol"), user("dave"));
+    let mut txn = store.transaction().unwrap();
+    txn.save_tracked_user(&TrackedUser::new(alice.clone()))
+        .unwrap();
+    let mut left = TrackedUser::new(bob.clone());
+    left.tracked = false;
+    txn.save_tracked_user(&left).unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    txn.save_tracked_user(&TrackedUser::new(dave.clone()))
+        .unwrap();
+    let listed = [carol.clone(), alice.clone(), bob.clone(), dave.clone()];
+    assert_eq!(
+        txn.untracked_users(&listed).unwrap(),
+        [carol.clone(), bob.clone()]
+    );
+    assert!(txn.untracked_users(&[]).unwrap().is_empty());
+    drop(txn);
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(txn.untracked_users(&listed).unwrap(), [carol, bob, dave]);
 }
 
 /// Queued to-device events keep arrival order and their plaintext.

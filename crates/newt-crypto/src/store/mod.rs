@@ -93,6 +93,19 @@ pub trait StoreTxn {
     fn load_tracked_user(&mut self, user: &UserId) -> Result<Option<TrackedUser>, StoreError>;
     /// Inserts or replaces a tracking record.
     fn save_tracked_user(&mut self, user: &TrackedUser) -> Result<(), StoreError>;
+    /// Those of `users` not tracked (no record, or not `tracked`), in
+    /// their order: a room's members are tracked before every message,
+    /// and nearly all already are. Stores override this to check them in
+    /// one query without decoding records.
+    fn untracked_users(&mut self, users: &[OwnedUserId]) -> Result<Vec<OwnedUserId>, StoreError> {
+        let mut out = Vec::new();
+        for user in users {
+            if !self.load_tracked_user(user)?.is_some_and(|u| u.tracked) {
+                out.push(user.clone());
+            }
+        }
+        Ok(out)
+    }
 
     /// A user's devices.
     fn load_devices(&mut self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError>;
