@@ -52,6 +52,7 @@ mod olm;
 mod request_bodies;
 mod requests;
 mod revision_cache;
+mod room_cache;
 pub mod signing;
 pub mod store;
 mod time;

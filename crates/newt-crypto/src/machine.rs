@@ -44,6 +44,8 @@ pub struct OlmMachine {
     pub(crate) bodies: crate::request_bodies::RequestBodies,
     /// Peers known to have a committed Olm session.
     pub(crate) known_sessions: crate::olm::known::KnownSessions,
+    /// Room records from earlier inputs.
+    pub(crate) rooms: crate::room_cache::RoomCache,
     /// The account as opened, only for making outbound sessions, which
     /// use nothing but its identity keys (they never change): unpickling
     /// the stored account computes every one-time key, per claim response.
@@ -103,6 +105,7 @@ impl OlmMachine {
             devices: Default::default(),
             bodies: Default::default(),
             known_sessions: Default::default(),
+            rooms: Default::default(),
             outbound_account: crate::account::IdentityOnly::new(account.inner),
         })
     }
@@ -163,6 +166,7 @@ impl OlmMachine {
             cache: &self.olm,
             devices: &self.devices,
             bodies: &self.bodies,
+            rooms: &self.rooms,
         }
     }
 

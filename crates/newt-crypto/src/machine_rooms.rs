@@ -115,8 +115,9 @@ impl OlmMachine {
         txn: &mut impl StoreTxn,
         room_id: &str,
     ) -> Result<Vec<OwnedUserId>, StoreError> {
-        Ok(txn
-            .load_room(room_id)?
+        Ok(self
+            .rooms
+            .room(txn, room_id)?
             .map(|r| megolm::room::recipient_users(&r))
             .unwrap_or_default())
     }

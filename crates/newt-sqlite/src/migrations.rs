@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_outdated_users.sql"),
     include_str!("../migrations/0009_outbound_sets.sql"),
     include_str!("../migrations/0010_room_encryption.sql"),
+    include_str!("../migrations/0011_tracked_flag.sql"),
 ];
 
 /// The newest schema version this build knows.

@@ -16,6 +16,8 @@ const OLM_CHANGE_ROWS: i64 = 4096;
 
 /// Covers device records.
 pub(crate) const DEVICES: &str = "newt.device_revision";
+/// Covers rooms.
+pub(crate) const ROOMS: &str = "newt.room_revision";
 
 /// What a transaction saved since it last bumped each revision.
 #[derive(Default)]
@@ -24,6 +26,7 @@ pub(crate) struct Unbumped {
     pub(crate) olm: Vec<String>,
     pub(crate) inbound: bool,
     pub(crate) devices: bool,
+    pub(crate) rooms: bool,
 }
 
 impl SqliteTxn<'_> {
@@ -50,6 +53,13 @@ impl SqliteTxn<'_> {
     pub(crate) fn bump_devices(&mut self) -> Result<(), StoreError> {
         if std::mem::take(&mut self.unbumped.devices) {
             self.bump_revision(DEVICES)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn bump_rooms(&mut self) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.unbumped.rooms) {
+            self.bump_revision(ROOMS)?;
         }
         Ok(())
     }

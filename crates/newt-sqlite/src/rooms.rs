@@ -59,6 +59,7 @@ impl SqliteTxn<'_> {
             &[&room.room_id],
             room,
         )?;
+        self.unbumped.rooms = true;
         // The settings again, alone (schema 10).
         match &room.encryption {
             Some(settings) => self.put_json(

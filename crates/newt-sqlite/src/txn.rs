@@ -248,15 +248,13 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn untracked_users(&mut self, users: &[OwnedUserId]) -> Result<Vec<OwnedUserId>, StoreError> {
-        // One query; a record's flag is read by SQLite, the record is not
-        // decoded here.
+        // One query over the flag column (schema 11): no record is read.
         let listed = serde_json::to_string(users).map_err(corrupt)?;
         let mut stmt = self
             .tx
             .prepare_cached(
                 "SELECT j.value FROM json_each(?1) j WHERE NOT EXISTS (
-                     SELECT 1 FROM tracked_users t
-                     WHERE t.user_id = j.value AND json_extract(t.data, '$.tracked') = 1)
+                     SELECT 1 FROM tracked_users t WHERE t.user_id = j.value AND t.tracked = 1)
                  ORDER BY j.key",
             )
             .map_err(backend)?;
@@ -273,13 +271,19 @@ impl StoreTxn for SqliteTxn<'_> {
 
     fn save_tracked_user(&mut self, user: &TrackedUser) -> Result<(), StoreError> {
         let data = serde_json::to_string(user).map_err(corrupt)?;
-        // `outdated` indexes the record it is written with (schema 8).
+        // `outdated` (schema 8) and `tracked` (schema 11) index the record
+        // they are written with.
         exec_cached(
             &self.tx,
-            "INSERT INTO tracked_users (user_id, data, outdated) VALUES (?1, ?2, ?3)
+            "INSERT INTO tracked_users (user_id, data, outdated, tracked) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(user_id) DO UPDATE SET
-                     data = excluded.data, outdated = excluded.outdated",
-            params![user.user_id.as_str(), data, user.tracked && user.outdated],
+                     data = excluded.data, outdated = excluded.outdated, tracked = excluded.tracked",
+            params![
+                user.user_id.as_str(),
+                data,
+                user.tracked && user.outdated,
+                user.tracked
+            ],
         )
         .map_err(backend)?;
         Ok(())
@@ -642,6 +646,11 @@ impl StoreTxn for SqliteTxn<'_> {
         self.revision(crate::revision::DEVICES).map(Some)
     }
 
+    fn room_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        self.bump_rooms()?;
+        self.revision(crate::revision::ROOMS).map(Some)
+    }
+
     fn after_commit(&mut self, f: AfterCommit) {
         self.after_commit.push(f);
     }
@@ -656,6 +665,7 @@ impl StoreTxn for SqliteTxn<'_> {
         self.bump_olm()?;
         self.bump_inbound()?;
         self.bump_devices()?;
+        self.bump_rooms()?;
         self.tx.commit().map_err(backend)?;
         // Committed: the caches follow even if the sync below fails.
         let synced = if durable {

@@ -200,8 +200,9 @@ pub(crate) fn share(
     now: Timestamp,
     next_seq: &mut u64,
 ) -> Result<ShareOutcome, RoomError> {
-    let room = txn
-        .load_room(room_id)?
+    let room = sender
+        .rooms
+        .room(txn, room_id)?
         .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
     let settings = room
         .encryption

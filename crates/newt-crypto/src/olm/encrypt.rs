@@ -41,6 +41,8 @@ pub(crate) struct Sender<'a> {
     pub(crate) devices: &'a crate::device_cache::DeviceCache,
     /// Where queued bodies are kept for handing out.
     pub(crate) bodies: &'a crate::request_bodies::RequestBodies,
+    /// Room records from earlier inputs.
+    pub(crate) rooms: &'a crate::room_cache::RoomCache,
 }
 
 /// The parts of the plaintext every recipient shares, serialised once.

@@ -27,6 +27,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     let _ = olm_changes_follow_saves(&mut make());
     inbound_revision_follows_saves(&mut make());
     device_revision_follows_saves(&mut make());
+    room_revision_follows_saves(&mut make());
     pending_requests_keep_order(&mut make());
     room_key_requests_keep_their_devices(&mut make());
     room_encryption_follows_the_room(&mut make());
@@ -457,6 +458,44 @@ pub fn device_revision_follows_saves<S: Store>(store: &mut S) {
     assert_eq!(
         txn.device_revision().unwrap(),
         Some(fourth),
+        "rollback kept a revision"
+    );
+}
+
+/// The room revision changes whenever a room is saved, whether read
+/// next in the transaction or after it commits, and rolls back with the
+/// transaction. The room cache relies on it.
+pub fn room_revision_follows_saves<S: Store>(store: &mut S) {
+    let room = RoomRecord::new("!r:x");
+    let mut txn = store.transaction().unwrap();
+    let Some(first) = txn.room_revision().unwrap() else {
+        return; // Not tracked: nothing is cached above this store.
+    };
+    assert_eq!(
+        txn.room_revision().unwrap(),
+        Some(first),
+        "a read changed it"
+    );
+    txn.load_room("!r:x").unwrap();
+    txn.save_room(&room).unwrap();
+    let second = txn.room_revision().unwrap().unwrap();
+    assert_ne!(first, second, "a save must change the revision");
+    // Saved and not read again: the commit must still change it.
+    txn.save_room(&room).unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.transaction().unwrap();
+    let third = txn.room_revision().unwrap().unwrap();
+    assert!(
+        ![first, second].contains(&third),
+        "a committed save kept a revision"
+    );
+    txn.save_room(&room).unwrap();
+    assert_ne!(txn.room_revision().unwrap(), Some(third));
+    drop(txn);
+    let mut txn = store.transaction().unwrap();
+    assert_eq!(
+        txn.room_revision().unwrap(),
+        Some(third),
         "rollback kept a revision"
     );
 }

@@ -48,6 +48,8 @@ struct State {
     inbound_revision: u64,
     /// See [`StoreTxn::device_revision`].
     device_revision: u64,
+    /// See [`StoreTxn::room_revision`].
+    room_revision: u64,
 }
 
 /// A store that lives in memory. Transactions write in place and keep an
@@ -251,6 +253,10 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(Some(self.state.device_revision))
     }
 
+    fn room_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.state.room_revision))
+    }
+
     fn load_olm_sessions_of(
         &mut self,
         sender_keys: &[String],
@@ -414,6 +420,7 @@ impl StoreTxn for MemoryTxn<'_> {
 
     fn save_room(&mut self, room: &RoomRecord) -> Result<(), StoreError> {
         write!(self, rooms, room.room_id.clone(), Some(room.clone()));
+        bump!(self, room_revision);
         Ok(())
     }
 

@@ -189,6 +189,12 @@ pub trait StoreTxn {
     fn device_revision(&mut self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+    /// Like [`Self::olm_revision`], for rooms: changes whenever a room is
+    /// saved. The machine keeps room records (a large room's member list)
+    /// only while it is unchanged.
+    fn room_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
     /// Runs `f` once this transaction has committed, never if it rolls
     /// back, so caches above the store hold committed state only. The
     /// default drops `f`, which is always safe: nothing is cached.

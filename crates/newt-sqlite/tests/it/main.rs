@@ -236,6 +236,14 @@ fn opens_stores_of_every_past_schema_version() {
             all.retain(|u| u.tracked && u.outdated);
             assert_eq!(outdated, ids(all));
             assert!(outdated.contains(&peer), "{}", source.display());
+            // Schema 11 found the tracked users among the records.
+            let listed = [peer.to_owned(), "@nobody:example.org".try_into().unwrap()];
+            assert_eq!(
+                txn.untracked_users(&listed).unwrap(),
+                listed[1..],
+                "{}",
+                source.display()
+            );
         }
         if version >= 4 {
             let pending = txn.load_pending_requests().unwrap();
@@ -413,8 +421,12 @@ fn schema_10_keeps_room_encryption_apart() {
         txn.commit().unwrap();
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE room_encryption; PRAGMA user_version = 9;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE room_encryption;
+         ALTER TABLE tracked_users DROP COLUMN tracked;
+         PRAGMA user_version = 9;",
+    )
+    .unwrap();
     drop(conn);
     let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32])).unwrap();
     let mut txn = store.begin().unwrap();
@@ -480,6 +492,7 @@ fn schema_9_moves_outbound_sets_out_of_the_session_row() {
                  FROM outbound_sets s WHERE s.room_id = outbound_sessions.room_id)));
          DROP TABLE outbound_sets;
          DROP TABLE room_encryption;
+         ALTER TABLE tracked_users DROP COLUMN tracked;
          PRAGMA user_version = 8;",
     )
     .unwrap();
