@@ -4,3 +4,5 @@
 -- the check.
 ALTER TABLE tracked_users ADD COLUMN tracked INTEGER NOT NULL DEFAULT 0;
 UPDATE tracked_users SET tracked = 1 WHERE json_extract(data, '$.tracked');
+-- Covering: checking a member reads the index alone.
+CREATE INDEX tracked_users_tracked ON tracked_users (user_id, tracked) WHERE tracked = 1;

@@ -423,6 +423,7 @@ fn schema_10_keeps_room_encryption_apart() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP TABLE room_encryption;
+         DROP INDEX tracked_users_tracked;
          ALTER TABLE tracked_users DROP COLUMN tracked;
          PRAGMA user_version = 9;",
     )
@@ -492,6 +493,7 @@ fn schema_9_moves_outbound_sets_out_of_the_session_row() {
                  FROM outbound_sets s WHERE s.room_id = outbound_sessions.room_id)));
          DROP TABLE outbound_sets;
          DROP TABLE room_encryption;
+         DROP INDEX tracked_users_tracked;
          ALTER TABLE tracked_users DROP COLUMN tracked;
          PRAGMA user_version = 8;",
     )
