@@ -57,6 +57,7 @@ pub mod signing;
 pub mod store;
 mod time;
 mod to_device;
+mod tracked_cache;
 mod tracking;
 mod wedged;
 

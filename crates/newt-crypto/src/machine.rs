@@ -46,6 +46,8 @@ pub struct OlmMachine {
     pub(crate) known_sessions: crate::olm::known::KnownSessions,
     /// Room records from earlier inputs.
     pub(crate) rooms: crate::room_cache::RoomCache,
+    /// Users known to be tracked.
+    tracked: crate::tracked_cache::TrackedCache,
     /// The account as opened, only for making outbound sessions, which
     /// use nothing but its identity keys (they never change): unpickling
     /// the stored account computes every one-time key, per claim response.
@@ -106,6 +108,7 @@ impl OlmMachine {
             bodies: Default::default(),
             known_sessions: Default::default(),
             rooms: Default::default(),
+            tracked: Default::default(),
             outbound_account: crate::account::IdentityOnly::new(account.inner),
         })
     }
@@ -233,7 +236,7 @@ impl OlmMachine {
         txn: &mut impl StoreTxn,
         users: &[OwnedUserId],
     ) -> Result<(), StoreError> {
-        tracking::track(txn, users)
+        self.tracked.track(txn, users)
     }
 
     /// Whether any of these users' device lists still needs a query.

@@ -18,6 +18,8 @@ const OLM_CHANGE_ROWS: i64 = 4096;
 pub(crate) const DEVICES: &str = "newt.device_revision";
 /// Covers rooms.
 pub(crate) const ROOMS: &str = "newt.room_revision";
+/// Covers tracking records.
+pub(crate) const TRACKING: &str = "newt.tracking_revision";
 
 /// What a transaction saved since it last bumped each revision.
 #[derive(Default)]
@@ -27,6 +29,7 @@ pub(crate) struct Unbumped {
     pub(crate) inbound: bool,
     pub(crate) devices: bool,
     pub(crate) rooms: bool,
+    pub(crate) tracking: bool,
 }
 
 impl SqliteTxn<'_> {
@@ -60,6 +63,13 @@ impl SqliteTxn<'_> {
     pub(crate) fn bump_rooms(&mut self) -> Result<(), StoreError> {
         if std::mem::take(&mut self.unbumped.rooms) {
             self.bump_revision(ROOMS)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn bump_tracking(&mut self) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.unbumped.tracking) {
+            self.bump_revision(TRACKING)?;
         }
         Ok(())
     }

@@ -288,6 +288,7 @@ impl StoreTxn for SqliteTxn<'_> {
             ],
         )
         .map_err(backend)?;
+        self.unbumped.tracking = true;
         Ok(())
     }
 
@@ -653,6 +654,11 @@ impl StoreTxn for SqliteTxn<'_> {
         self.revision(crate::revision::ROOMS).map(Some)
     }
 
+    fn tracking_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        self.bump_tracking()?;
+        self.revision(crate::revision::TRACKING).map(Some)
+    }
+
     fn after_commit(&mut self, f: AfterCommit) {
         self.after_commit.push(f);
     }
@@ -668,6 +674,7 @@ impl StoreTxn for SqliteTxn<'_> {
         self.bump_inbound()?;
         self.bump_devices()?;
         self.bump_rooms()?;
+        self.bump_tracking()?;
         self.tx.commit().map_err(backend)?;
         // Committed: the caches follow even if the sync below fails.
         let synced = if durable {

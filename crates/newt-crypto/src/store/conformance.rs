@@ -28,6 +28,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     inbound_revision_follows_saves(&mut make());
     device_revision_follows_saves(&mut make());
     room_revision_follows_saves(&mut make());
+    tracking_revision_follows_saves(&mut make());
     pending_requests_keep_order(&mut make());
     room_key_requests_keep_their_devices(&mut make());
     room_encryption_follows_the_room(&mut make());
@@ -466,38 +467,55 @@ pub fn device_revision_follows_saves<S: Store>(store: &mut S) {
 /// next in the transaction or after it commits, and rolls back with the
 /// transaction. The room cache relies on it.
 pub fn room_revision_follows_saves<S: Store>(store: &mut S) {
-    let room = RoomRecord::new("!r:x");
+    revision_follows_saves(
+        store,
+        |txn| txn.room_revision().unwrap(),
+        |txn| txn.save_room(&RoomRecord::new("!r:x")).unwrap(),
+    );
+}
+
+/// The same for the tracking revision and tracking records, which the
+/// tracked-users cache relies on.
+pub fn tracking_revision_follows_saves<S: Store>(store: &mut S) {
+    revision_follows_saves(
+        store,
+        |txn| txn.tracking_revision().unwrap(),
+        |txn| {
+            txn.save_tracked_user(&TrackedUser::new(user("alice")))
+                .unwrap()
+        },
+    );
+}
+
+/// A revision `read` shows changes with every `save`, read next or after
+/// the commit, and rolls back with the transaction.
+fn revision_follows_saves<S: Store>(
+    store: &mut S,
+    read: impl Fn(&mut S::Txn<'_>) -> Option<u64>,
+    save: impl Fn(&mut S::Txn<'_>),
+) {
     let mut txn = store.transaction().unwrap();
-    let Some(first) = txn.room_revision().unwrap() else {
+    let Some(first) = read(&mut txn) else {
         return; // Not tracked: nothing is cached above this store.
     };
-    assert_eq!(
-        txn.room_revision().unwrap(),
-        Some(first),
-        "a read changed it"
-    );
-    txn.load_room("!r:x").unwrap();
-    txn.save_room(&room).unwrap();
-    let second = txn.room_revision().unwrap().unwrap();
+    assert_eq!(read(&mut txn), Some(first), "a read changed it");
+    save(&mut txn);
+    let second = read(&mut txn).unwrap();
     assert_ne!(first, second, "a save must change the revision");
     // Saved and not read again: the commit must still change it.
-    txn.save_room(&room).unwrap();
+    save(&mut txn);
     txn.commit().unwrap();
     let mut txn = store.transaction().unwrap();
-    let third = txn.room_revision().unwrap().unwrap();
+    let third = read(&mut txn).unwrap();
     assert!(
         ![first, second].contains(&third),
         "a committed save kept a revision"
     );
-    txn.save_room(&room).unwrap();
-    assert_ne!(txn.room_revision().unwrap(), Some(third));
+    save(&mut txn);
+    assert_ne!(read(&mut txn), Some(third));
     drop(txn);
     let mut txn = store.transaction().unwrap();
-    assert_eq!(
-        txn.room_revision().unwrap(),
-        Some(third),
-        "rollback kept a revision"
-    );
+    assert_eq!(read(&mut txn), Some(third), "rollback kept a revision");
 }
 
 /// Pending requests come back in creation order, one by ID with its exact

@@ -50,6 +50,8 @@ struct State {
     device_revision: u64,
     /// See [`StoreTxn::room_revision`].
     room_revision: u64,
+    /// See [`StoreTxn::tracking_revision`].
+    tracking_revision: u64,
 }
 
 /// A store that lives in memory. Transactions write in place and keep an
@@ -221,6 +223,7 @@ impl StoreTxn for MemoryTxn<'_> {
 
     fn save_tracked_user(&mut self, user: &TrackedUser) -> Result<(), StoreError> {
         write!(self, users, user.user_id.clone(), Some(user.clone()));
+        bump!(self, tracking_revision);
         Ok(())
     }
 
@@ -255,6 +258,10 @@ impl StoreTxn for MemoryTxn<'_> {
 
     fn room_revision(&mut self) -> Result<Option<u64>, StoreError> {
         Ok(Some(self.state.room_revision))
+    }
+
+    fn tracking_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.state.tracking_revision))
     }
 
     fn load_olm_sessions_of(

@@ -189,6 +189,12 @@ pub trait StoreTxn {
     fn device_revision(&mut self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+    /// Like [`Self::olm_revision`], for tracking records: changes
+    /// whenever one is saved. The machine remembers who is tracked only
+    /// while it is unchanged.
+    fn tracking_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
     /// Like [`Self::olm_revision`], for rooms: changes whenever a room is
     /// saved. The machine keeps room records (a large room's member list)
     /// only while it is unchanged.

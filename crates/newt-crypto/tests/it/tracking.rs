@@ -130,6 +130,33 @@ fn changed_and_left() {
     );
 }
 
+/// A user tracked again after `left` is queried again, though the machine
+/// remembered them as tracked before (a client tracks a room's members
+/// before every message): what it remembers goes with any tracking save.
+#[test]
+fn tracked_again_after_left() {
+    let mut router = Router::new();
+    let mut bob = router.device("bob", "B1");
+    let eve = RawPeer::new(&mut router, "eve", "E1");
+    router.introduce(&mut bob, &eve.user);
+    let track = |bob: &mut crate::router::Peer| {
+        let mut txn = bob.store.transaction().unwrap();
+        bob.machine
+            .update_tracked_users(&mut txn, std::slice::from_ref(&eve.user))
+            .unwrap();
+        txn.commit().unwrap();
+    };
+    track(&mut bob);
+    track(&mut bob);
+    let before = query_count(&router);
+    let mut changes = SyncChanges::default();
+    changes.device_lists_left = vec![eve.user.clone()];
+    bob.apply(&changes, router.now());
+    track(&mut bob);
+    router.flush(&mut bob);
+    assert_eq!(query_count(&router), before + 1, "not tracked again");
+}
+
 /// Devices the server no longer lists are removed.
 #[test]
 fn removed_devices_are_forgotten() {

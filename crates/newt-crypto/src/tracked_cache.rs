@@ -1,0 +1,52 @@
+//! Users known to be tracked, kept between inputs: a client tracks a
+//! room's members before every message it sends (TRK-01), and nearly all
+//! of them already are. Valid at the store's tracking revision (see
+//! `revision_cache`): any save of a tracking record, by any path or
+//! process, retires what is known.
+
+use crate::revision_cache::RevisionCache;
+use crate::store::{StoreError, StoreTxn};
+use crate::tracking;
+use ruma::OwnedUserId;
+use std::collections::BTreeSet;
+
+/// Users kept at most; past this the set starts over.
+const CAPACITY: usize = 100_000;
+
+#[derive(Debug, Default)]
+pub(crate) struct TrackedCache(RevisionCache<BTreeSet<OwnedUserId>>);
+
+impl TrackedCache {
+    /// Starts tracking `users` (see [`tracking::track`]); the store is
+    /// asked only about those not known to be tracked.
+    pub(crate) fn track(
+        &self,
+        txn: &mut impl StoreTxn,
+        users: &[OwnedUserId],
+    ) -> Result<(), StoreError> {
+        let revision = txn.tracking_revision()?;
+        let unknown: Vec<OwnedUserId> = self.0.current(revision, |known| {
+            users
+                .iter()
+                .filter(|u| !known.contains(*u))
+                .cloned()
+                .collect()
+        });
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let untracked = txn.untracked_users(&unknown)?;
+        if !untracked.is_empty() {
+            // Saves change the revision: the next call learns them all.
+            return tracking::track(txn, &untracked);
+        }
+        // Read, not written: kept at the revision they were read at.
+        self.0.after_commit(txn, revision, revision, move |known| {
+            if known.len() + unknown.len() > CAPACITY {
+                known.clear();
+            }
+            known.extend(unknown);
+        });
+        Ok(())
+    }
+}
