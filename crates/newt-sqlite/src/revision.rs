@@ -9,27 +9,57 @@ use newt_crypto::store::StoreTxn;
 
 /// Covers Olm sessions; the `newt.` prefix is the store's own.
 pub(crate) const OLM: &str = "newt.olm_revision";
-/// Covers inbound Megolm sessions.
-pub(crate) const INBOUND: &str = "newt.inbound_revision";
 /// Log rows kept, about (older revisions then count as unknown).
 const OLM_CHANGE_ROWS: i64 = 4096;
 
-/// Covers device records.
-pub(crate) const DEVICES: &str = "newt.device_revision";
-/// Covers rooms.
-pub(crate) const ROOMS: &str = "newt.room_revision";
-/// Covers tracking records.
-pub(crate) const TRACKING: &str = "newt.tracking_revision";
+/// A revision other than the Olm one, by what it covers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Covered {
+    /// Inbound Megolm sessions.
+    Inbound,
+    /// Device records.
+    Devices,
+    /// Rooms.
+    Rooms,
+    /// Tracking records.
+    Tracking,
+}
+
+impl Covered {
+    const ALL: [Covered; 4] = [
+        Covered::Inbound,
+        Covered::Devices,
+        Covered::Rooms,
+        Covered::Tracking,
+    ];
+
+    /// Its `kv` key.
+    fn key(self) -> &'static str {
+        match self {
+            Covered::Inbound => "newt.inbound_revision",
+            Covered::Devices => "newt.device_revision",
+            Covered::Rooms => "newt.room_revision",
+            Covered::Tracking => "newt.tracking_revision",
+        }
+    }
+}
 
 /// What a transaction saved since it last bumped each revision.
 #[derive(Default)]
 pub(crate) struct Unbumped {
     /// Sender keys of Olm sessions saved.
     pub(crate) olm: Vec<String>,
-    pub(crate) inbound: bool,
-    pub(crate) devices: bool,
-    pub(crate) rooms: bool,
-    pub(crate) tracking: bool,
+    /// By [`Covered`]: whether something it covers was saved.
+    marked: [bool; Covered::ALL.len()],
+}
+
+impl Unbumped {
+    /// Something `covered` covers was saved.
+    pub(crate) fn mark(&mut self, covered: Covered) {
+        if let Some(flag) = self.marked.get_mut(covered as usize) {
+            *flag = true;
+        }
+    }
 }
 
 impl SqliteTxn<'_> {
@@ -46,32 +76,29 @@ impl SqliteTxn<'_> {
         self.log_olm_change(revision, &keys)
     }
 
-    pub(crate) fn bump_inbound(&mut self) -> Result<(), StoreError> {
-        if std::mem::take(&mut self.unbumped.inbound) {
-            self.bump_revision(INBOUND)?;
+    /// Bumps `covered`'s revision if something it covers was saved.
+    fn bump(&mut self, covered: Covered) -> Result<(), StoreError> {
+        let marked = self
+            .unbumped
+            .marked
+            .get_mut(covered as usize)
+            .is_some_and(std::mem::take);
+        if marked {
+            self.bump_revision(covered.key())?;
         }
         Ok(())
     }
 
-    pub(crate) fn bump_devices(&mut self) -> Result<(), StoreError> {
-        if std::mem::take(&mut self.unbumped.devices) {
-            self.bump_revision(DEVICES)?;
-        }
-        Ok(())
+    /// Every revision brought up to the saves so far.
+    pub(crate) fn bump_all(&mut self) -> Result<(), StoreError> {
+        self.bump_olm()?;
+        Covered::ALL.into_iter().try_for_each(|c| self.bump(c))
     }
 
-    pub(crate) fn bump_rooms(&mut self) -> Result<(), StoreError> {
-        if std::mem::take(&mut self.unbumped.rooms) {
-            self.bump_revision(ROOMS)?;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn bump_tracking(&mut self) -> Result<(), StoreError> {
-        if std::mem::take(&mut self.unbumped.tracking) {
-            self.bump_revision(TRACKING)?;
-        }
-        Ok(())
+    /// `covered`'s revision as of every save so far.
+    pub(crate) fn current_revision(&mut self, covered: Covered) -> Result<Option<u64>, StoreError> {
+        self.bump(covered)?;
+        self.revision(covered.key()).map(Some)
     }
 
     /// Sets the revision to a fresh random value, and returns it.

@@ -59,7 +59,7 @@ impl SqliteTxn<'_> {
             &[&room.room_id],
             room,
         )?;
-        self.unbumped.rooms = true;
+        self.unbumped.mark(crate::revision::Covered::Rooms);
         // The settings again, alone (schema 10).
         match &room.encryption {
             Some(settings) => self.put_json(
@@ -270,7 +270,7 @@ impl SqliteTxn<'_> {
             )
             .map_err(backend)?;
         // The revision moves when next read or at commit.
-        self.unbumped.inbound = true;
+        self.unbumped.mark(crate::revision::Covered::Inbound);
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! A store transaction on SQLite.
 
 use crate::key::StoreKey;
+use crate::revision::Covered;
 use newt_crypto::ruma::{DeviceId, OwnedUserId, UserId};
 use newt_crypto::store::{
     AccountRecord, AccountState, AfterCommit, DeviceRecord, InboundRecord, IndexUse,
@@ -288,7 +289,7 @@ impl StoreTxn for SqliteTxn<'_> {
             ],
         )
         .map_err(backend)?;
-        self.unbumped.tracking = true;
+        self.unbumped.mark(Covered::Tracking);
         Ok(())
     }
 
@@ -336,7 +337,7 @@ impl StoreTxn for SqliteTxn<'_> {
             params![device.user_id.as_str(), device.device_id.as_str(), data],
         )
         .map_err(backend)?;
-        self.unbumped.devices = true;
+        self.unbumped.mark(Covered::Devices);
         Ok(())
     }
 
@@ -347,7 +348,7 @@ impl StoreTxn for SqliteTxn<'_> {
             params![user.as_str(), device.as_str()],
         )
         .map_err(backend)?;
-        self.unbumped.devices = true;
+        self.unbumped.mark(Covered::Devices);
         Ok(())
     }
 
@@ -635,8 +636,7 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn inbound_revision(&mut self) -> Result<Option<u64>, StoreError> {
-        self.bump_inbound()?;
-        self.revision(crate::revision::INBOUND).map(Some)
+        self.current_revision(Covered::Inbound)
     }
 
     fn olm_changes_since(&mut self, since: u64) -> Result<Option<Vec<String>>, StoreError> {
@@ -645,18 +645,15 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn device_revision(&mut self) -> Result<Option<u64>, StoreError> {
-        self.bump_devices()?;
-        self.revision(crate::revision::DEVICES).map(Some)
+        self.current_revision(Covered::Devices)
     }
 
     fn room_revision(&mut self) -> Result<Option<u64>, StoreError> {
-        self.bump_rooms()?;
-        self.revision(crate::revision::ROOMS).map(Some)
+        self.current_revision(Covered::Rooms)
     }
 
     fn tracking_revision(&mut self) -> Result<Option<u64>, StoreError> {
-        self.bump_tracking()?;
-        self.revision(crate::revision::TRACKING).map(Some)
+        self.current_revision(Covered::Tracking)
     }
 
     fn after_commit(&mut self, f: AfterCommit) {
@@ -670,11 +667,7 @@ impl StoreTxn for SqliteTxn<'_> {
     fn commit(mut self) -> Result<(), StoreError> {
         // Decided before the revision bumps: they follow the saves.
         let durable = self.durability.needed(self.conn);
-        self.bump_olm()?;
-        self.bump_inbound()?;
-        self.bump_devices()?;
-        self.bump_rooms()?;
-        self.bump_tracking()?;
+        self.bump_all()?;
         self.tx.commit().map_err(backend)?;
         // Committed: the caches follow even if the sync below fails.
         let synced = if durable {
