@@ -331,7 +331,7 @@ impl OlmMachine {
         now: Timestamp,
     ) -> Result<Vec<OutgoingRequest>, StoreError> {
         let picked = self.resolve(txn, recipients)?;
-        let devices: Vec<_> = picked.iter().map(|p| (p.keys(), p.record())).collect();
+        let devices: Vec<_> = picked.iter().map(|p| p.record()).collect();
         let mut seq = self.next_request_seq(txn)?;
         // Planned claims can be planned again.
         let planned = crate::store::redoable(txn, |txn| {

@@ -2,7 +2,6 @@
 //! (TD-02: every request is persisted before it is handed out).
 
 use crate::account::ServerKeyCounts;
-use crate::device_keys::VerifiedDeviceKeys;
 use crate::machine::{OlmMachine, ResponseOutcome, load};
 use crate::machine_types::{Recipients, ResponseError};
 use crate::megolm::resend::{self, Rebuilt};
@@ -38,11 +37,11 @@ impl OlmMachine {
                 .find(|d| d.device_id == device)
                 && record.local.wants_new_session
             {
-                wedged.push((VerifiedDeviceKeys::from_record(&record)?, record));
+                wedged.push(record);
             }
         }
         if !wedged.is_empty() {
-            let wedged: Vec<_> = wedged.iter().map(|(k, r)| (k, r)).collect();
+            let wedged: Vec<_> = wedged.iter().collect();
             redoable(txn, |txn| {
                 let needed = claim::needing_session(txn, &self.known_sessions, &wedged, now)?;
                 claim::plan_claims(txn, needed, &mut seq)

@@ -5,7 +5,7 @@
 use super::room::{recipient_users, shares_history};
 use super::{RoomError, ShareOutcome, SharePolicy};
 use crate::device_cache::Picked;
-use crate::olm::encrypt::{RoomKeyOf, Sender, encrypt_for_devices};
+use crate::olm::encrypt::{EncryptOutcome, RoomKeyOf, Sender, encrypt_for_devices};
 use crate::olm::pack::queue_to_device;
 use crate::store::{
     EncryptionSettings, InboundInfo, InboundRecord, KeySource, OutboundRecord, OutboundState,
@@ -253,20 +253,26 @@ pub(crate) fn share(
     }
     // ENC-04, ENC-11: the key from the current index, to new devices only.
     let index = session.message_index();
-    let content = room_key_content(room_id, &session, shared_history);
-    let of = RoomKeyOf {
-        room_id,
-        session_id: &session_id,
+    // Before most messages nobody lacks the key: the key (which signing
+    // makes costly) is exported only for someone.
+    let sent = if targets.is_empty() {
+        EncryptOutcome::default()
+    } else {
+        let content = room_key_content(room_id, &session, shared_history);
+        let of = RoomKeyOf {
+            room_id,
+            session_id: &session_id,
+        };
+        encrypt_for_devices(
+            txn,
+            sender,
+            "m.room_key",
+            &content,
+            &targets,
+            Some(of),
+            next_seq,
+        )?
     };
-    let sent = encrypt_for_devices(
-        txn,
-        sender,
-        "m.room_key",
-        &content,
-        &targets,
-        Some(of),
-        next_seq,
-    )?;
     state
         .pending_requests
         .extend(sent.request_ids.iter().cloned());

@@ -75,21 +75,27 @@ fn in_flight(txn: &mut impl StoreTxn) -> Result<BTreeSet<DeviceKey>, StoreError>
 pub(crate) fn needing_session(
     txn: &mut impl StoreTxn,
     known: &KnownSessions,
-    devices: &[(&VerifiedDeviceKeys, &DeviceRecord)],
+    devices: &[&DeviceRecord],
     now: Timestamp,
 ) -> Result<Vec<DeviceKey>, StoreError> {
     let busy = in_flight(txn)?;
     let mut out = Vec::new();
-    for (keys, record) in devices {
-        let id = (record.user_id.clone(), record.device_id.clone());
+    // Runs before every message for every device of the room: IDs are
+    // copied only for a device that needs a claim, or to look one up
+    // among claims in flight.
+    let claiming = |record: &DeviceRecord| {
+        !busy.is_empty() && busy.contains(&(record.user_id.clone(), record.device_id.clone()))
+    };
+    for record in devices {
         if record.local.blocked
-            || busy.contains(&id)
             || !backoff::ready(record.local.claim_retry_at_ms, now)
+            || claiming(record)
         {
             continue;
         }
-        if record.local.wants_new_session || !known.exists(txn, &keys.curve25519().to_base64())? {
-            out.push(id);
+        // The record's key is the verified key's own encoding.
+        if record.local.wants_new_session || !known.exists(txn, &record.curve25519)? {
+            out.push((record.user_id.clone(), record.device_id.clone()));
         }
     }
     Ok(out)
