@@ -48,6 +48,8 @@ pub struct OlmMachine {
     pub(crate) rooms: crate::room_cache::RoomCache,
     /// Users known to be tracked.
     tracked: crate::tracked_cache::TrackedCache,
+    /// Outbound sessions' sets from earlier inputs.
+    pub(crate) outbound_sets: crate::megolm::sets_cache::SetsCache,
     /// The account as opened, only for making outbound sessions, which
     /// use nothing but its identity keys (they never change): unpickling
     /// the stored account computes every one-time key, per claim response.
@@ -109,6 +111,7 @@ impl OlmMachine {
             known_sessions: Default::default(),
             rooms: Default::default(),
             tracked: Default::default(),
+            outbound_sets: Default::default(),
             outbound_account: crate::account::IdentityOnly::new(account.inner),
         })
     }
@@ -170,6 +173,7 @@ impl OlmMachine {
             devices: &self.devices,
             bodies: &self.bodies,
             rooms: &self.rooms,
+            outbound_sets: &self.outbound_sets,
         }
     }
 

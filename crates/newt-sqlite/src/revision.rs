@@ -23,14 +23,17 @@ pub(crate) enum Covered {
     Rooms,
     /// Tracking records.
     Tracking,
+    /// Outbound sessions' shared-with and withheld sets.
+    OutboundSets,
 }
 
 impl Covered {
-    const ALL: [Covered; 4] = [
+    const ALL: [Covered; 5] = [
         Covered::Inbound,
         Covered::Devices,
         Covered::Rooms,
         Covered::Tracking,
+        Covered::OutboundSets,
     ];
 
     /// Its `kv` key.
@@ -40,6 +43,7 @@ impl Covered {
             Covered::Devices => "newt.device_revision",
             Covered::Rooms => "newt.room_revision",
             Covered::Tracking => "newt.tracking_revision",
+            Covered::OutboundSets => "newt.outbound_sets_revision",
         }
     }
 }

@@ -167,6 +167,7 @@ impl SqliteTxn<'_> {
             params![session.room_id, session.session_id, data],
         )
         .map_err(backend)?;
+        self.unbumped.mark(crate::revision::Covered::OutboundSets);
         Ok(())
     }
 

@@ -656,6 +656,10 @@ impl StoreTxn for SqliteTxn<'_> {
         self.current_revision(Covered::Tracking)
     }
 
+    fn outbound_sets_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        self.current_revision(Covered::OutboundSets)
+    }
+
     fn after_commit(&mut self, f: AfterCommit) {
         self.after_commit.push(f);
     }

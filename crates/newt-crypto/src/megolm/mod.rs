@@ -12,6 +12,7 @@ pub(crate) mod export;
 pub(crate) mod receive;
 pub(crate) mod resend;
 pub(crate) mod room;
+pub(crate) mod sets_cache;
 pub(crate) mod share;
 
 use ruma::{OwnedDeviceId, OwnedUserId};

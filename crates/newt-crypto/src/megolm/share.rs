@@ -210,21 +210,25 @@ pub(crate) fn share(
         .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
     let shared_history = shares_history(&room.history_visibility);
     let decided = decide(txn, &room, sender, policy)?;
-    let current = txn
-        .load_outbound(room_id)?
-        .map(|record| (walk(&decided, &record.state.shared_with), record));
-    let (session, mut state, rotated, has) = match current {
-        Some((walked, record))
-            if !must_rotate(&record.state, &settings, shared_history, walked.lost, now) =>
+    // The sets are read from the cache and copied into the state only if
+    // this share changes them.
+    let current = sender
+        .outbound_sets
+        .load(txn, room_id)?
+        .map(|(head, sets)| (walk(&decided, &sets.0), head, sets));
+    let (session, mut state, rotated, has, sets) = match current {
+        Some((walked, head, sets))
+            if !must_rotate(&head.state, &settings, shared_history, walked.lost, now) =>
         {
-            let session = GroupSession::from_pickle(record.pickle);
-            (session, record.state, false, walked.has)
+            let session = GroupSession::from_pickle(head.pickle);
+            (session, head.state, false, walked.has, Some(sets))
         }
         _ => {
             let (session, state) = create(txn, room_id, sender, shared_history, now)?;
-            (session, state, true, vec![false; decided.len()])
+            (session, state, true, vec![false; decided.len()], None)
         }
     };
+    let withheld_before = sets.as_deref().map(|(_, withheld)| withheld);
     let session_id = session.session_id();
     let mut outcome = ShareOutcome {
         session_id: session_id.clone(),
@@ -240,9 +244,8 @@ pub(crate) fn share(
             Decision::Share if !has_it => targets.push(d.picked.keys()),
             Decision::Share => {}
             Decision::Withhold(code, reason) => {
-                let told = state
-                    .withheld
-                    .get(user)
+                let told = withheld_before
+                    .and_then(|w| w.get(user))
                     .and_then(|d| d.get(device))
                     .is_some_and(|c| c == code);
                 if !told {
@@ -250,6 +253,12 @@ pub(crate) fn share(
                 }
             }
         }
+    }
+    if let Some((shared_with, withheld)) = sets.as_deref()
+        && (!targets.is_empty() || !notices.is_empty())
+    {
+        state.shared_with = shared_with.clone();
+        state.withheld = withheld.clone();
     }
     // ENC-04, ENC-11: the key from the current index, to new devices only.
     let index = session.message_index();

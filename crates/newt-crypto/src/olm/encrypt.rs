@@ -43,6 +43,8 @@ pub(crate) struct Sender<'a> {
     pub(crate) bodies: &'a crate::request_bodies::RequestBodies,
     /// Room records from earlier inputs.
     pub(crate) rooms: &'a crate::room_cache::RoomCache,
+    /// Outbound sessions' sets from earlier inputs.
+    pub(crate) outbound_sets: &'a crate::megolm::sets_cache::SetsCache,
 }
 
 /// The parts of the plaintext every recipient shares, serialised once.

@@ -29,6 +29,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     device_revision_follows_saves(&mut make());
     room_revision_follows_saves(&mut make());
     tracking_revision_follows_saves(&mut make());
+    outbound_sets_revision_follows_saves(&mut make());
     pending_requests_keep_order(&mut make());
     room_key_requests_keep_their_devices(&mut make());
     room_encryption_follows_the_room(&mut make());
@@ -484,6 +485,28 @@ pub fn tracking_revision_follows_saves<S: Store>(store: &mut S) {
             txn.save_tracked_user(&TrackedUser::new(user("alice")))
                 .unwrap()
         },
+    );
+}
+
+/// The same for the outbound sets revision and whole outbound records,
+/// which the outbound sets cache relies on.
+pub fn outbound_sets_revision_follows_saves<S: Store>(store: &mut S) {
+    use vodozemac::megolm::{GroupSession, SessionConfig};
+    let group = GroupSession::new(SessionConfig::version_1());
+    let state = OutboundState {
+        created_at_ms: 1,
+        message_count: 0,
+        shared_history: false,
+        invalidated: false,
+        shared_with: BTreeMap::new(),
+        withheld: BTreeMap::new(),
+        pending_requests: Vec::new(),
+    };
+    let record = outbound("!r:x", &group, state);
+    revision_follows_saves(
+        store,
+        |txn| txn.outbound_sets_revision().unwrap(),
+        |txn| txn.save_outbound(&record).unwrap(),
     );
 }
 

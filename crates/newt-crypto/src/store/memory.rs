@@ -52,6 +52,8 @@ struct State {
     room_revision: u64,
     /// See [`StoreTxn::tracking_revision`].
     tracking_revision: u64,
+    /// See [`StoreTxn::outbound_sets_revision`].
+    outbound_sets_revision: u64,
 }
 
 /// A store that lives in memory. Transactions write in place and keep an
@@ -262,6 +264,10 @@ impl StoreTxn for MemoryTxn<'_> {
 
     fn tracking_revision(&mut self) -> Result<Option<u64>, StoreError> {
         Ok(Some(self.state.tracking_revision))
+    }
+
+    fn outbound_sets_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.state.outbound_sets_revision))
     }
 
     fn load_olm_sessions_of(
@@ -481,6 +487,7 @@ impl StoreTxn for MemoryTxn<'_> {
             session.state.without_sets(),
         );
         write!(self, outbound, room_id, Some(head));
+        bump!(self, outbound_sets_revision);
         Ok(())
     }
 

@@ -189,6 +189,13 @@ pub trait StoreTxn {
     fn device_revision(&mut self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+    /// Like [`Self::olm_revision`], for outbound sessions' shared-with
+    /// and withheld sets: changes with every [`Self::save_outbound`] (a
+    /// saved head keeps the sets, and need not move it). The machine keeps
+    /// the sets only while it is unchanged.
+    fn outbound_sets_revision(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
     /// Like [`Self::olm_revision`], for tracking records: changes
     /// whenever one is saved. The machine remembers who is tracked only
     /// while it is unchanged.

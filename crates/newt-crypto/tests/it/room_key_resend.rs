@@ -170,14 +170,26 @@ fn a_room_key_request_of_a_rotated_session_is_dropped() {
 }
 
 /// A room-key request given up on: its devices are shared with again at
-/// the next send, whether the failing machine held the body or not.
+/// the next send, whether the failing machine held the body or not, and
+/// after a share in between read the shared-with set (which the machine
+/// then keeps: the failure must retire it).
 #[test]
 fn a_failed_room_key_request_shares_again() {
-    for restart in [false, true] {
+    for (restart, read_between) in [(false, false), (true, false), (false, true)] {
         let mut w = world(megolm());
         share_unsent(&mut w);
         if restart {
             w.alice.machine = reopened(&mut w);
+        }
+        if read_between {
+            let mut txn = w.alice.store.transaction().unwrap();
+            let now = w.router.now();
+            let again = w
+                .alice
+                .machine
+                .share_room_key(&mut txn, ROOM, SharePolicy::default(), now);
+            assert!(again.unwrap().shared_with.is_empty(), "pending is shared");
+            txn.commit().unwrap();
         }
         let mut txn = w.alice.store.transaction().unwrap();
         let id = txn

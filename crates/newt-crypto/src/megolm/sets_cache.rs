@@ -1,0 +1,59 @@
+//! Outbound sessions' shared-with and withheld sets kept between inputs:
+//! the share before every message walks the room's set (a thousand
+//! entries in a large room) to find who lacks the key. Valid at the
+//! store's outbound sets revision (see `revision_cache`), which only a
+//! whole outbound save moves: a room event saves the head alone.
+
+use crate::revision_cache::RevisionCache;
+use crate::store::{OutboundHead, SharedWith, StoreError, StoreTxn, WithheldFrom};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// An outbound session's sets.
+pub(crate) type Sets = (SharedWith, WithheldFrom);
+
+/// Rooms kept at most; past this the cache starts over.
+const CAPACITY: usize = 256;
+
+/// By room: the session the sets belong to, and the sets.
+#[derive(Debug, Default)]
+pub(crate) struct SetsCache(RevisionCache<BTreeMap<String, (String, Arc<Sets>)>>);
+
+impl SetsCache {
+    /// The room's outbound session: its head from the store, its sets
+    /// from the cache when current (else loaded, and kept once `txn`
+    /// commits).
+    pub(crate) fn load(
+        &self,
+        txn: &mut impl StoreTxn,
+        room_id: &str,
+    ) -> Result<Option<(OutboundHead, Arc<Sets>)>, StoreError> {
+        let revision = txn.outbound_sets_revision()?;
+        let Some(head) = txn.load_outbound_head(room_id)? else {
+            return Ok(None);
+        };
+        let hit = self.0.current(revision, |known| {
+            known
+                .get(room_id)
+                .filter(|(session, _)| *session == head.session_id)
+                .map(|(_, sets)| Arc::clone(sets))
+        });
+        if let Some(sets) = hit {
+            return Ok(Some((head, sets)));
+        }
+        let Some(record) = txn.load_outbound(room_id)? else {
+            return Ok(None);
+        };
+        let sets = Arc::new((record.state.shared_with, record.state.withheld));
+        let keep = (room_id.to_owned(), record.session_id, Arc::clone(&sets));
+        // Read, not written: stamped with the revision they were read at,
+        // so any later whole save (this transaction's too) retires them.
+        self.0.after_commit(txn, revision, revision, move |known| {
+            if known.len() >= CAPACITY {
+                known.clear();
+            }
+            known.insert(keep.0, (keep.1, keep.2));
+        });
+        Ok(Some((head, sets)))
+    }
+}
