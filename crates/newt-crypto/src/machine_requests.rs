@@ -4,8 +4,8 @@
 use crate::account::ServerKeyCounts;
 use crate::machine::{OlmMachine, ResponseOutcome, load};
 use crate::machine_types::{Recipients, ResponseError};
+use crate::megolm::outbound;
 use crate::megolm::resend::{self, Rebuilt};
-use crate::megolm::share;
 use crate::olm::claim;
 use crate::requests::OutgoingRequest;
 use crate::store::{PendingKind, StoreError, StoreTxn, redoable};
@@ -148,7 +148,7 @@ impl OlmMachine {
             | PendingKind::RoomKey { room_id, .. } => {
                 parse_object::<IgnoredAny>(body)?;
                 self.forget_request(txn, request_id)?;
-                share::request_answered(txn, room_id, request_id)?;
+                outbound::request_answered(txn, room_id, request_id)?;
                 Ok(ResponseOutcome::default())
             }
             PendingKind::ToDevice { .. } => {
@@ -224,16 +224,16 @@ impl OlmMachine {
                 room_id, devices, ..
             } => {
                 let devices = devices.iter().map(|(u, d)| (&**u, &**d));
-                share::request_failed(txn, room_id, request_id, devices)?;
+                outbound::request_failed(txn, room_id, request_id, devices)?;
             }
             // A room key queued before `RoomKey`: its body lists them.
             PendingKind::ToDevice {
                 room_id: Some(room_id),
                 ..
             } => {
-                let devices = share::body_devices(&pending.body);
+                let devices = outbound::body_devices(&pending.body);
                 let devices = devices.iter().map(|(u, d)| (&**u, &**d));
-                share::request_failed(txn, room_id, request_id, devices)?;
+                outbound::request_failed(txn, room_id, request_id, devices)?;
             }
             _ => {}
         }

@@ -65,7 +65,7 @@ impl OlmMachine {
                 tracking::track(txn, &users)?;
             }
             if effects.left {
-                megolm::share::invalidate(txn, &update.room_id)?;
+                megolm::outbound::invalidate(txn, &update.room_id)?;
             }
             let encrypted: Vec<&Value> = update
                 .timeline_events
@@ -159,7 +159,7 @@ impl OlmMachine {
         content: &Value,
         now: Timestamp,
     ) -> Result<Value, RoomError> {
-        megolm::share::encrypt_event(txn, &self.sender(), room_id, event_type, content, now)
+        megolm::outbound::encrypt_event(txn, &self.sender(), room_id, event_type, content, now)
     }
 
     /// Decrypts one room event (history, for instance). An event that may

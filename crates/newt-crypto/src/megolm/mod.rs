@@ -9,6 +9,7 @@ pub(crate) mod decrypt;
 pub(crate) mod event;
 pub(crate) mod explain;
 pub(crate) mod export;
+pub(crate) mod outbound;
 pub(crate) mod receive;
 pub(crate) mod resend;
 pub(crate) mod room;

@@ -5,7 +5,8 @@
 //! them under the same transaction ID (TD-02: the server applies one of
 //! the two at most, and a recipient ignores a key it already has).
 
-use super::share::{request_failed, room_key_content};
+use super::outbound::request_failed;
+use super::share::room_key_content;
 use crate::device_cache::Picked;
 use crate::device_keys::VerifiedDeviceKeys;
 use crate::olm::encrypt::{Sender, encrypt_body};
