@@ -56,7 +56,10 @@ impl DeviceCache {
     ) -> Result<Vec<UserDevices>, StoreError> {
         let revision = txn.device_revision()?;
         let mut found: Vec<Option<UserDevices>> = self.0.current(revision, |known| {
-            users.iter().map(|u| known.get(u).cloned()).collect()
+            crate::sorted::lookup_all(known, users)
+                .into_iter()
+                .map(Option::<&UserDevices>::cloned)
+                .collect()
         });
         let missing: Vec<OwnedUserId> = users
             .iter()

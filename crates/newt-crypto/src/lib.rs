@@ -54,6 +54,7 @@ mod requests;
 mod revision_cache;
 mod room_cache;
 pub mod signing;
+mod sorted;
 pub mod store;
 mod time;
 mod to_device;

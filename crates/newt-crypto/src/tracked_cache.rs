@@ -8,13 +8,13 @@ use crate::revision_cache::RevisionCache;
 use crate::store::{StoreError, StoreTxn};
 use crate::tracking;
 use ruma::OwnedUserId;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 /// Users kept at most; past this the set starts over.
 const CAPACITY: usize = 100_000;
 
 #[derive(Debug, Default)]
-pub(crate) struct TrackedCache(RevisionCache<BTreeSet<OwnedUserId>>);
+pub(crate) struct TrackedCache(RevisionCache<BTreeMap<OwnedUserId, ()>>);
 
 impl TrackedCache {
     /// Starts tracking `users` (see [`tracking::track`]); the store is
@@ -26,10 +26,12 @@ impl TrackedCache {
     ) -> Result<(), StoreError> {
         let revision = txn.tracking_revision()?;
         let unknown: Vec<OwnedUserId> = self.0.current(revision, |known| {
+            let found = crate::sorted::lookup_all(known, users);
             users
                 .iter()
-                .filter(|u| !known.contains(*u))
-                .cloned()
+                .zip(found)
+                .filter(|(_, known)| known.is_none())
+                .map(|(user, _)| user.clone())
                 .collect()
         });
         if unknown.is_empty() {
@@ -45,7 +47,7 @@ impl TrackedCache {
             if known.len() + unknown.len() > CAPACITY {
                 known.clear();
             }
-            known.extend(unknown);
+            known.extend(unknown.into_iter().map(|user| (user, ())));
         });
         Ok(())
     }
