@@ -18,7 +18,7 @@ const CAPACITY: usize = 64;
 type Kept = (Arc<String>, bool);
 
 #[derive(Default)]
-pub(crate) struct RequestBodies(Mutex<BTreeMap<String, Kept>>);
+pub(crate) struct RequestBodies(Arc<Mutex<BTreeMap<String, Kept>>>);
 
 impl std::fmt::Debug for RequestBodies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -26,13 +26,17 @@ impl std::fmt::Debug for RequestBodies {
     }
 }
 
+/// Every change is one map operation: a panic elsewhere cannot leave the
+/// map half-written.
+fn lock(shared: &Mutex<BTreeMap<String, Kept>>) -> MutexGuard<'_, BTreeMap<String, Kept>> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl RequestBodies {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Kept>> {
-        // Every change is one map operation: a panic elsewhere cannot
-        // leave the map half-written.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 
     /// Keeps a body its stored request also has.
@@ -47,6 +51,20 @@ impl RequestBodies {
     /// Keeps a body that is stored nowhere else, until its request goes.
     pub(crate) fn pin(&self, request_id: &str, body: Arc<String>) {
         self.lock().insert(request_id.to_owned(), (body, true));
+    }
+
+    /// [`Self::pin`] once `txn` commits: a body made again advanced Olm
+    /// sessions in `txn`, and must never go out if their state is lost.
+    pub(crate) fn pin_on_commit(
+        &self,
+        txn: &mut impl crate::store::StoreTxn,
+        request_id: &str,
+        body: Arc<String>,
+    ) {
+        let (shared, id) = (Arc::clone(&self.0), request_id.to_owned());
+        txn.after_commit(Box::new(move || {
+            lock(&shared).insert(id, (body, true));
+        }));
     }
 
     pub(crate) fn holds(&self, request_id: &str) -> bool {

@@ -25,7 +25,8 @@ pub(crate) enum Rebuilt {
 
 /// The room-key request `request` rebuilt, or dropped when its session
 /// rotated away or none of its devices can get the key now. Olm sessions
-/// advance: the caller commits before the body is sent.
+/// advance: the caller commits before the body is sent, and the machine
+/// keeps the body only once that commit is done.
 pub(crate) fn rebuild(
     txn: &mut impl StoreTxn,
     sender: &Sender<'_>,
@@ -94,7 +95,8 @@ pub(crate) fn rebuild(
         unshare(txn, room_id, &lost)?;
     }
     let body = Arc::new(body);
-    sender.bodies.pin(id, Arc::clone(&body));
+    // Kept only once the sessions that made it are stored.
+    sender.bodies.pin_on_commit(txn, id, Arc::clone(&body));
     Ok(Rebuilt::Body(body))
 }
 

@@ -184,52 +184,45 @@ pub(super) fn queue(
     for (body, held) in pack(users) {
         let txn_id = new_request_id();
         let entries: usize = counts.get(held).map_or(0, |c| c.iter().sum());
-        let (kind, stored, bodies) = match &kept {
-            Kept::Stored | Kept::Held(_) => (
-                PendingKind::ToDevice {
-                    event_type: event_type.to_owned(),
-                    txn_id: txn_id.clone(),
-                    room_id: None,
-                },
-                true,
-                match kept {
-                    Kept::Held(bodies) => Some(bodies),
-                    _ => None,
-                },
-            ),
+        let kind = match &kept {
             Kept::RoomKey {
-                bodies,
                 room_id,
                 session_id,
                 devices,
-            } => (
-                PendingKind::RoomKey {
-                    txn_id: txn_id.clone(),
-                    room_id: (*room_id).to_owned(),
-                    session_id: (*session_id).to_owned(),
-                    devices: devices
-                        .get(done..done + entries)
-                        .unwrap_or_default()
-                        .to_vec(),
-                },
-                false,
-                Some(*bodies),
-            ),
+                ..
+            } => PendingKind::RoomKey {
+                txn_id: txn_id.clone(),
+                room_id: (*room_id).to_owned(),
+                session_id: (*session_id).to_owned(),
+                devices: devices
+                    .get(done..done + entries)
+                    .unwrap_or_default()
+                    .to_vec(),
+            },
+            Kept::Stored | Kept::Held(_) => PendingKind::ToDevice {
+                event_type: event_type.to_owned(),
+                txn_id: txn_id.clone(),
+                room_id: None,
+            },
         };
         done += entries;
         let body: Arc<String> = body.into();
         let request = PendingRequest {
             request_id: txn_id,
             kind,
-            body: if stored { body.clone() } else { Arc::default() },
+            // A room key's body is the machine's alone.
+            body: match kept {
+                Kept::RoomKey { .. } => Arc::default(),
+                Kept::Stored | Kept::Held(_) => Arc::clone(&body),
+            },
             seq: *next_seq,
         };
         *next_seq += 1;
         txn.save_pending_request(&request)?;
-        match bodies {
-            Some(bodies) if stored => bodies.insert(&request.request_id, body),
-            Some(bodies) => bodies.pin(&request.request_id, body),
-            None => {}
+        match &kept {
+            Kept::Stored => {}
+            Kept::Held(bodies) => bodies.insert(&request.request_id, body),
+            Kept::RoomKey { bodies, .. } => bodies.pin(&request.request_id, body),
         }
         ids.push(request.request_id);
     }

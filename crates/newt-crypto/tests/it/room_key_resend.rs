@@ -5,6 +5,7 @@
 
 use crate::rooms::{ROOM, World, megolm, world};
 use crate::rooms_router::{bodies, send, sync};
+use crate::router::decrypted;
 use newt_crypto::store::{PendingKind, Store, StoreTxn};
 use newt_crypto::{OlmMachine, OutgoingRequest, Recipients, RequestKind, SharePolicy, Timestamp};
 use serde_json::json;
@@ -217,4 +218,35 @@ fn a_failed_room_key_request_shares_again() {
             "restart: {restart}"
         );
     }
+}
+
+/// A body made again in a transaction that rolls back is not kept: the
+/// Olm session that encrypted it was never stored, so a later message
+/// from the stored state uses the same message key, and the body must not
+/// go out beside it.
+#[test]
+fn a_rebuilt_body_is_kept_only_once_committed() {
+    let mut w = world(megolm());
+    share_unsent(&mut w);
+    w.alice.machine = reopened(&mut w);
+    let mut txn = w.alice.store.transaction().unwrap();
+    let now = w.router.now();
+    w.alice.machine.outgoing_requests(&mut txn, now).unwrap();
+    drop(txn);
+    // Another message from the session as stored.
+    let mut txn = w.alice.store.transaction().unwrap();
+    let bob = Recipients::Users(vec![w.bob.user.clone()]);
+    w.alice
+        .machine
+        .encrypt_to_device(&mut txn, "m.test", &json!({"n": 1}), &bob)
+        .unwrap();
+    txn.commit().unwrap();
+    w.router.flush(&mut w.alice);
+    let got = w.router.sync(&mut w.bob);
+    let types: Vec<_> = decrypted(&got.to_device)
+        .iter()
+        .map(|e| e.event_type.clone())
+        .collect();
+    assert_eq!(types, ["m.room_key", "m.test"], "a message was lost");
+    bob_reads_next(&mut w, "after a rollback");
 }
