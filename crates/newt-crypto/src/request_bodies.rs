@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 const CAPACITY: usize = 64;
 
 /// A body, and whether it is pinned.
-type Kept = (Arc<String>, bool);
+type Body = (Arc<String>, bool);
 
 #[derive(Default)]
-pub(crate) struct RequestBodies(Arc<Mutex<BTreeMap<String, Kept>>>);
+pub(crate) struct RequestBodies(Arc<Mutex<BTreeMap<String, Body>>>);
 
 impl std::fmt::Debug for RequestBodies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,14 +28,14 @@ impl std::fmt::Debug for RequestBodies {
 
 /// Every change is one map operation: a panic elsewhere cannot leave the
 /// map half-written.
-fn lock(shared: &Mutex<BTreeMap<String, Kept>>) -> MutexGuard<'_, BTreeMap<String, Kept>> {
+fn lock(shared: &Mutex<BTreeMap<String, Body>>) -> MutexGuard<'_, BTreeMap<String, Body>> {
     shared
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl RequestBodies {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Kept>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Body>> {
         lock(&self.0)
     }
 

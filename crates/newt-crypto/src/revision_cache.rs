@@ -10,6 +10,7 @@
 //! random value (see `StoreTxn::olm_revision`).
 
 use crate::store::StoreTxn;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Default)]
@@ -93,5 +94,26 @@ impl<T: Default + Send + 'static> RevisionCache<T> {
                 change(&mut stamped.value);
             }
         }));
+    }
+}
+
+impl<K: Ord + Send + 'static, V: Send + 'static> RevisionCache<BTreeMap<K, V>> {
+    /// Once `txn` commits, adds `entries` read (not written) at
+    /// `revision`: stamped with it, so any later save of what it covers
+    /// (this transaction's too) retires them. Past `capacity` entries the
+    /// map starts over.
+    pub(crate) fn keep_read(
+        &self,
+        txn: &mut impl StoreTxn,
+        revision: Option<u64>,
+        entries: Vec<(K, V)>,
+        capacity: usize,
+    ) {
+        self.after_commit(txn, revision, revision, move |known| {
+            if known.len() + entries.len() > capacity {
+                known.clear();
+            }
+            known.extend(entries);
+        });
     }
 }

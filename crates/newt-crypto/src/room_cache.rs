@@ -34,15 +34,8 @@ impl RoomCache {
             return Ok(None);
         };
         let room = Arc::new(room);
-        let keep = (room_id.to_owned(), Arc::clone(&room));
-        // Read, not written: stamped with the revision it was read at, so
-        // any later room save (this transaction's too) retires it.
-        self.0.after_commit(txn, revision, revision, move |known| {
-            if known.len() >= CAPACITY {
-                known.clear();
-            }
-            known.insert(keep.0, keep.1);
-        });
+        let keep = vec![(room_id.to_owned(), Arc::clone(&room))];
+        self.0.keep_read(txn, revision, keep, CAPACITY);
         Ok(Some(room))
     }
 }

@@ -42,13 +42,8 @@ impl TrackedCache {
             // Saves change the revision: the next call learns them all.
             return tracking::track(txn, &untracked);
         }
-        // Read, not written: kept at the revision they were read at.
-        self.0.after_commit(txn, revision, revision, move |known| {
-            if known.len() + unknown.len() > CAPACITY {
-                known.clear();
-            }
-            known.extend(unknown.into_iter().map(|user| (user, ())));
-        });
+        let keep = unknown.into_iter().map(|user| (user, ())).collect();
+        self.0.keep_read(txn, revision, keep, CAPACITY);
         Ok(())
     }
 }

@@ -83,10 +83,23 @@ pub(crate) fn request_failed<'d>(
     request_id: &str,
     devices: impl IntoIterator<Item = (&'d UserId, &'d DeviceId)>,
 ) -> Result<(), StoreError> {
+    unshare(txn, room_id, Some(request_id), devices)
+}
+
+/// `devices` did not get the key: the next send shares it with them.
+/// `done`: a request that no longer holds back encryption.
+pub(crate) fn unshare<'d>(
+    txn: &mut impl StoreTxn,
+    room_id: &str,
+    done: Option<&str>,
+    devices: impl IntoIterator<Item = (&'d UserId, &'d DeviceId)>,
+) -> Result<(), StoreError> {
     let Some(mut record) = txn.load_outbound(room_id)? else {
         return Ok(());
     };
-    record.state.pending_requests.retain(|id| id != request_id);
+    if let Some(done) = done {
+        record.state.pending_requests.retain(|id| id != done);
+    }
     for (user, device) in devices {
         if let Some(shared) = record.state.shared_with.get_mut(user) {
             shared.remove(device);

@@ -5,7 +5,7 @@
 //! them under the same transaction ID (TD-02: the server applies one of
 //! the two at most, and a recipient ignores a key it already has).
 
-use super::outbound::request_failed;
+use super::outbound::{request_failed, unshare};
 use super::share::room_key_content;
 use crate::device_cache::Picked;
 use crate::device_keys::VerifiedDeviceKeys;
@@ -92,7 +92,7 @@ pub(crate) fn rebuild(
             devices.clone_from(&outcome.sent_to);
         }
         txn.save_pending_request(&kept)?;
-        unshare(txn, room_id, &lost)?;
+        unshare(txn, room_id, None, lost.iter().map(|(u, d)| (&**u, &**d)))?;
     }
     let body = Arc::new(body);
     // Kept only once the sessions that made it are stored.
@@ -122,21 +122,4 @@ fn pick(
         }
     }
     Ok(picked)
-}
-
-/// `devices` did not get the key: the next send shares it with them.
-fn unshare(
-    txn: &mut impl StoreTxn,
-    room_id: &str,
-    devices: &[(OwnedUserId, OwnedDeviceId)],
-) -> Result<(), StoreError> {
-    if let Some(mut record) = txn.load_outbound(room_id)? {
-        for (user, device) in devices {
-            if let Some(shared) = record.state.shared_with.get_mut(user) {
-                shared.remove(device);
-            }
-        }
-        txn.save_outbound(&record)?;
-    }
-    Ok(())
 }

@@ -45,15 +45,8 @@ impl SetsCache {
             return Ok(None);
         };
         let sets = Arc::new((record.state.shared_with, record.state.withheld));
-        let keep = (room_id.to_owned(), record.session_id, Arc::clone(&sets));
-        // Read, not written: stamped with the revision they were read at,
-        // so any later whole save (this transaction's too) retires them.
-        self.0.after_commit(txn, revision, revision, move |known| {
-            if known.len() >= CAPACITY {
-                known.clear();
-            }
-            known.insert(keep.0, (keep.1, keep.2));
-        });
+        let keep = vec![(room_id.to_owned(), (record.session_id, Arc::clone(&sets)))];
+        self.0.keep_read(txn, revision, keep, CAPACITY);
         Ok(Some((head, sets)))
     }
 }
