@@ -233,6 +233,7 @@ pub fn limit(input: &LimitInput) -> Duration {
     }
     phase("limit: sessions", t);
     let t = Instant::now();
+    crate::fixtures::new_room_session();
     for session in &mut sessions {
         let _ = session.encrypt(input.payload.as_bytes());
     }

@@ -123,6 +123,17 @@ pub fn olm_plaintext(peers: &[PeerDevice]) -> String {
     .to_string()
 }
 
+/// The crypto of a new room session, which a share that rotates does
+/// once: the outbound session, its key exported (signed), and the
+/// inbound copy made from it (signature checked) to read our own
+/// messages.
+pub fn new_room_session() {
+    use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig};
+    let session = GroupSession::new(SessionConfig::version_1());
+    let key = session.session_key();
+    let _ = InboundGroupSession::new(&key, SessionConfig::version_1());
+}
+
 /// The room the shares go through.
 pub const ROOM: &str = "!bench:bench.example";
 /// Its rotation period: a re-share is a rotation by time.

@@ -115,6 +115,16 @@ fn run_all(
             }
             let pairs: Vec<(Duration, Duration)> =
                 (0..reps).map(|_| (limit(), run(threads))).collect();
+            // NEWT_BENCH_PAIRS=1 prints every pair (how noisy a row is).
+            if std::env::var_os("NEWT_BENCH_PAIRS").is_some() {
+                for (l, n) in &pairs {
+                    eprintln!(
+                        "  {workload} {name} {threads}: limit {} newt {}",
+                        shown(*l),
+                        shown(*n)
+                    );
+                }
+            }
             let mut ratios: Vec<f64> = pairs
                 .iter()
                 .map(|(l, n)| n.as_secs_f64() / l.as_secs_f64().max(1e-9))

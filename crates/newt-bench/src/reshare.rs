@@ -1,7 +1,8 @@
 //! Re-share: the same room after a rotation, Olm sessions already there.
 //! Timed: sharing the room's new key (deciding who gets it, the new
 //! outbound session, an `m.room_key` encrypted for every device into
-//! `/sendToDevice` bodies). The limit: the same encryptions.
+//! `/sendToDevice` bodies). The limit: the room's new session, and the
+//! same encryptions.
 
 use crate::first_share;
 use crate::fixtures::{self, PeerDevice};
@@ -96,9 +97,10 @@ pub fn limit_input(peers: &[PeerDevice]) -> (Vec<Session>, String) {
     (sessions, payload)
 }
 
-/// The limit: one encryption per device.
+/// The limit: the room's new session, and one encryption per device.
 pub fn limit(input: &mut (Vec<Session>, String)) -> Duration {
     let start = Instant::now();
+    fixtures::new_room_session();
     for session in &mut input.0 {
         let _ = session.encrypt(input.1.as_bytes());
     }

@@ -180,7 +180,7 @@ impl<'a> Batch<'a> {
         };
         match self.accept(txn, &opened)? {
             Ok(outcome) => {
-                txn.save_olm_session(&opened.session.to_record()?)?;
+                txn.save_olm_session(opened.session.to_record()?)?;
                 if opened.created {
                     self.unsaved = Some(account.to_record());
                 }

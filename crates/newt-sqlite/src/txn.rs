@@ -378,8 +378,8 @@ impl StoreTxn for SqliteTxn<'_> {
         .map_err(backend)
     }
 
-    fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError> {
-        self.put_olm_sessions(sessions)
+    fn save_olm_sessions(&mut self, sessions: Vec<OlmSessionRecord>) -> Result<(), StoreError> {
+        self.put_olm_sessions(&sessions)
     }
 
     fn load_pending_requests(&mut self) -> Result<Vec<PendingRequest>, StoreError> {

@@ -5,7 +5,7 @@
 //! whole outbound save moves: a room event saves the head alone.
 
 use crate::revision_cache::RevisionCache;
-use crate::store::{OutboundHead, SharedWith, StoreError, StoreTxn, WithheldFrom};
+use crate::store::{SharedWith, StoreError, StoreTxn, WithheldFrom};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -20,33 +20,34 @@ const CAPACITY: usize = 256;
 pub(crate) struct SetsCache(RevisionCache<BTreeMap<String, (String, Arc<Sets>)>>);
 
 impl SetsCache {
-    /// The room's outbound session: its head from the store, its sets
-    /// from the cache when current (else loaded, and kept once `txn`
-    /// commits).
+    /// The sets of the room's outbound session `session_id`: from the
+    /// cache when current, else loaded (and kept once `txn` commits).
+    /// `None` if the store's session is no longer that one.
     pub(crate) fn load(
         &self,
         txn: &mut impl StoreTxn,
         room_id: &str,
-    ) -> Result<Option<(OutboundHead, Arc<Sets>)>, StoreError> {
+        session_id: &str,
+    ) -> Result<Option<Arc<Sets>>, StoreError> {
         let revision = txn.outbound_sets_revision()?;
-        let Some(head) = txn.load_outbound_head(room_id)? else {
-            return Ok(None);
-        };
         let hit = self.0.current(revision, |known| {
             known
                 .get(room_id)
-                .filter(|(session, _)| *session == head.session_id)
+                .filter(|(session, _)| session == session_id)
                 .map(|(_, sets)| Arc::clone(sets))
         });
-        if let Some(sets) = hit {
-            return Ok(Some((head, sets)));
+        if hit.is_some() {
+            return Ok(hit);
         }
         let Some(record) = txn.load_outbound(room_id)? else {
             return Ok(None);
         };
+        if record.session_id != session_id {
+            return Ok(None);
+        }
         let sets = Arc::new((record.state.shared_with, record.state.withheld));
         let keep = vec![(room_id.to_owned(), (record.session_id, Arc::clone(&sets)))];
         self.0.keep_read(txn, revision, keep, CAPACITY);
-        Ok(Some((head, sets)))
+        Ok(Some(sets))
     }
 }

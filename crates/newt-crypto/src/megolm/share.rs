@@ -83,18 +83,18 @@ fn decide(
     Ok(out)
 }
 
-/// ENC-06, ENC-07, HIS-02: whether the current session must go. `lost`:
-/// a device that had the key may no longer read (see [`walk`]).
+/// ENC-06, ENC-07, HIS-02: whether the current session must go whoever
+/// is in the room (its age, its messages, a changed history setting).
+/// The other reason, a device that lost access, is [`walk`]'s `lost`.
 fn must_rotate(
     state: &OutboundState,
     settings: &EncryptionSettings,
     shared_history: bool,
-    lost: bool,
     now: Timestamp,
 ) -> bool {
     let expired = now.0.saturating_sub(state.created_at_ms) >= settings.rotation_period_ms
         || state.message_count >= settings.rotation_period_msgs;
-    state.invalidated || expired || state.shared_history != shared_history || lost
+    state.invalidated || expired || state.shared_history != shared_history
 }
 
 /// The shared-with set against the decisions.
@@ -210,16 +210,17 @@ pub(crate) fn share(
         .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
     let shared_history = shares_history(&room.history_visibility);
     let decided = decide(txn, &room, sender, policy)?;
-    // The sets are read from the cache and copied into the state only if
-    // this share changes them.
-    let current = sender
-        .outbound_sets
-        .load(txn, room_id)?
-        .map(|(head, sets)| (walk(&decided, &sets.0), head, sets));
+    // The sets are read from the cache (and copied into the state only if
+    // this share changes them), unless the session goes anyway.
+    let mut current = None;
+    if let Some(head) = txn.load_outbound_head(room_id)?
+        && !must_rotate(&head.state, &settings, shared_history, now)
+        && let Some(sets) = sender.outbound_sets.load(txn, room_id, &head.session_id)?
+    {
+        current = Some((walk(&decided, &sets.0), head, sets));
+    }
     let (session, mut state, rotated, has, sets) = match current {
-        Some((walked, head, sets))
-            if !must_rotate(&head.state, &settings, shared_history, walked.lost, now) =>
-        {
+        Some((walked, head, sets)) if !walked.lost => {
             let session = GroupSession::from_pickle(head.pickle);
             (session, head.state, false, walked.has, Some(sets))
         }
@@ -286,13 +287,17 @@ pub(crate) fn share(
         .pending_requests
         .extend(sent.request_ids.iter().cloned());
     for (user, device) in &sent.sent_to {
-        state
-            .shared_with
-            .entry(user.clone())
-            .or_default()
-            .insert(device.clone(), SharedAt { index });
-        outcome.shared_with.push((user.clone(), device.clone()));
+        let at = SharedAt { index };
+        match state.shared_with.get_mut(user) {
+            Some(devices) => devices.insert(device.clone(), at),
+            None => state
+                .shared_with
+                .entry(user.clone())
+                .or_default()
+                .insert(device.clone(), at),
+        };
     }
+    outcome.shared_with = sent.sent_to;
     // ENC-13, WHD-03: one `m.no_olm` per device until a session appears.
     for (user, device) in &sent.missing_sessions {
         if let Some(d) = find(&decided, user, device)

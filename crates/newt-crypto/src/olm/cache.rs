@@ -6,15 +6,18 @@
 use super::sessions::LiveSession;
 use crate::revision_cache::RevisionCache;
 use crate::store::{StoreError, StoreTxn};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 /// Sessions kept at most; past this the cache starts over (about 4 KiB
 /// each).
 const CAPACITY: usize = 4096;
 
 /// Committed live sessions by peer identity key: the one to encrypt with.
+/// A taken session leaves its slot empty, and keeping it fills the slot
+/// again: a send of a thousand sessions then neither rebuilds the map nor
+/// copies a key.
 #[derive(Debug, Default)]
-pub(crate) struct OlmCache(RevisionCache<BTreeMap<String, LiveSession>>);
+pub(crate) struct OlmCache(RevisionCache<HashMap<String, Option<LiveSession>>>);
 
 /// What [`OlmCache::take`] found, to hand back to [`OlmCache::keep`].
 pub(crate) struct Taken {
@@ -45,9 +48,11 @@ impl OlmCache {
                 }
             });
         }
-        let sessions = self
-            .0
-            .current(before, |live| keys.iter().map(|k| live.remove(k)).collect());
+        let sessions = self.0.current(before, |live| {
+            keys.iter()
+                .map(|k| live.get_mut(k).and_then(Option::take))
+                .collect()
+        });
         Ok(Taken { before, sessions })
     }
 
@@ -62,11 +67,17 @@ impl OlmCache {
     ) -> Result<(), StoreError> {
         let after = txn.olm_revision()?;
         self.0.after_commit(txn, taken.before, after, move |live| {
-            if live.len() + sessions.len() > CAPACITY {
-                live.clear();
-            }
             for session in sessions {
-                live.insert(session.sender_key.clone(), session);
+                match live.get_mut(&session.sender_key) {
+                    Some(slot) => *slot = Some(session),
+                    None => {
+                        // Full: start over (slots count, empty or not).
+                        if live.len() >= CAPACITY {
+                            live.clear();
+                        }
+                        live.insert(session.sender_key.clone(), Some(session));
+                    }
+                }
             }
         });
         Ok(())

@@ -272,7 +272,7 @@ pub(crate) fn receive_claim(
                     // REC-01: the old sessions broke; never encrypt with them again.
                     for mut old in sessions::load(txn, &curve)? {
                         old.retired = true;
-                        txn.save_olm_session(&old.to_record()?)?;
+                        txn.save_olm_session(old.to_record()?)?;
                     }
                     true
                 } else {
@@ -318,7 +318,7 @@ pub(crate) fn receive_claim(
         .par_iter()
         .map(|(s, _)| s.to_record())
         .collect::<Result<_, _>>()?;
-    txn.save_olm_sessions(&records)?;
+    txn.save_olm_sessions(records)?;
     // A key claimed twice (two devices showing one identity key) has
     // two new sessions: leave the choice to the store.
     let mut seen = BTreeMap::new();

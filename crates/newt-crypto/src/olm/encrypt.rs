@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::{Value, json};
 use vodozemac::olm::OlmMessage;
+use zeroize::Zeroizing;
 
 /// The to-device event type of Olm-encrypted messages.
 pub const ENCRYPTED_EVENT_TYPE: &str = "m.room.encrypted";
@@ -63,15 +64,20 @@ fn plaintext_prefix(sender: &Sender<'_>, event_type: &str, content: &Value) -> S
 }
 
 /// The plaintext for one recipient (OLM-02: sender and recipient identity
-/// inside the encryption block unknown-key-share attacks).
-fn plaintext(prefix: &str, recipient: &VerifiedDeviceKeys) -> String {
+/// inside the encryption block unknown-key-share attacks), written into
+/// `out` after the shared prefix already there: one buffer per core, not
+/// a fresh copy of the prefix per device.
+fn plaintext<'o>(
+    out: &'o mut String,
+    prefix_len: usize,
+    recipient: &VerifiedDeviceKeys,
+) -> &'o str {
     let (user, key) = (recipient.user_id().as_str(), recipient.ed25519_base64());
-    let mut out = String::with_capacity(prefix.len() + user.len() + key.len() + 48);
-    out.push_str(prefix);
+    out.truncate(prefix_len);
     out.push_str(",\"recipient\":");
-    push_quoted(&mut out, user);
+    push_quoted(out, user);
     out.push_str(",\"recipient_keys\":{\"ed25519\":");
-    push_quoted(&mut out, key);
+    push_quoted(out, key);
     out.push_str("}}");
     out
 }
@@ -186,29 +192,35 @@ fn encrypt_entries(
         .par_iter()
         .zip(&keys)
         .zip(sources)
-        .map(|((device, key), source)| {
-            let mut live = match source {
-                Source::Cached(live) => live,
-                Source::Stored(records) => match sessions::pick_best(records) {
-                    Some(best) => LiveSession::from_record(best)?,
-                    None => return Ok(None),
-                },
-            };
-            let Ok(message) = live.session.encrypt(plaintext(&prefix, device)) else {
-                return Ok(None);
-            };
-            let (kind, body) = match message {
-                OlmMessage::PreKey(m) => (0, m.to_bytes()),
-                OlmMessage::Normal(m) => (1, m.to_bytes()),
-            };
-            let entry = encrypted_entry(device.device_id().as_str(), &sender_key, key, kind, body);
-            let record = live.to_record()?;
-            Ok(Some(Encrypted {
-                entry,
-                record,
-                live,
-            }))
-        })
+        // The plaintext holds the room key: its buffers are wiped.
+        .map_init(
+            || Zeroizing::new(prefix.clone()),
+            |buffer, ((device, key), source)| {
+                let mut live = match source {
+                    Source::Cached(live) => live,
+                    Source::Stored(records) => match sessions::pick_best(records) {
+                        Some(best) => LiveSession::from_record(best)?,
+                        None => return Ok(None),
+                    },
+                };
+                let text = plaintext(buffer, prefix.len(), device);
+                let Ok(message) = live.session.encrypt(text) else {
+                    return Ok(None);
+                };
+                let (kind, body) = match message {
+                    OlmMessage::PreKey(m) => (0, m.to_bytes()),
+                    OlmMessage::Normal(m) => (1, m.to_bytes()),
+                };
+                let entry =
+                    encrypted_entry(device.device_id().as_str(), &sender_key, key, kind, body);
+                let record = live.to_record()?;
+                Ok(Some(Encrypted {
+                    entry,
+                    record,
+                    live,
+                }))
+            },
+        )
         .collect();
     let mut users: Vec<UserEntry> = Vec::new();
     let mut last_user = None;
@@ -231,7 +243,7 @@ fn encrypt_entries(
         }
         outcome.sent_to.push(id);
     }
-    txn.save_olm_sessions(&advanced)?;
+    txn.save_olm_sessions(advanced)?;
     sender.cache.keep(txn, &taken, live)?;
     Ok((outcome, users))
 }

@@ -79,14 +79,14 @@ mod tests {
         let known = KnownSessions::default();
         let mut store = MemoryStore::new();
         let mut txn = store.transaction().unwrap();
-        txn.save_olm_session(&session_with(&mut bob).to_record().unwrap())
+        txn.save_olm_session(session_with(&mut bob).to_record().unwrap())
             .unwrap();
         assert!(known.exists(&mut txn, &key).unwrap());
         drop(txn);
         let mut txn = store.transaction().unwrap();
         assert!(!known.exists(&mut txn, &key).unwrap());
         assert!(!known.lock().contains(&key));
-        txn.save_olm_session(&session_with(&mut bob).to_record().unwrap())
+        txn.save_olm_session(session_with(&mut bob).to_record().unwrap())
             .unwrap();
         assert!(known.exists(&mut txn, &key).unwrap());
         txn.commit().unwrap();

@@ -121,7 +121,7 @@ mod tests {
             ids.push(session.session_id());
             let mut live = LiveSession::new(Box::new(session), key.clone(), created);
             live.last_received_at_ms = received;
-            txn.save_olm_session(&live.to_record().unwrap()).unwrap();
+            txn.save_olm_session(live.to_record().unwrap()).unwrap();
         }
         assert_eq!(
             best(&mut txn, &key).unwrap().unwrap().session.session_id(),
@@ -134,7 +134,7 @@ mod tests {
             .find(|s| s.session.session_id() == ids[1])
             .unwrap();
         newest.created_at_ms = 60;
-        txn.save_olm_session(&newest.to_record().unwrap()).unwrap();
+        txn.save_olm_session(newest.to_record().unwrap()).unwrap();
         assert_eq!(
             best(&mut txn, &key).unwrap().unwrap().session.session_id(),
             ids[1]
@@ -162,7 +162,7 @@ mod tests {
                 last_received_at_ms: None,
                 retired: false,
             };
-            txn.save_olm_session(&record).unwrap();
+            txn.save_olm_session(record).unwrap();
             assert!(matches!(load(&mut txn, "KEY"), Err(StoreError::Corrupt(_))));
             assert_eq!(txn.load_olm_sessions("KEY").unwrap().len(), 1);
         }

@@ -311,27 +311,42 @@ impl StoreTxn for MemoryTxn<'_> {
             .is_some_and(|((key, _), _)| key == sender_key))
     }
 
-    fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError> {
+    fn save_olm_sessions(&mut self, sessions: Vec<OlmSessionRecord>) -> Result<(), StoreError> {
+        // Listed only when few: stop counting past the bound.
+        let mut keys = std::collections::BTreeSet::new();
+        for session in &sessions {
+            keys.insert(session.sender_key.as_str());
+            if keys.len() > super::OLM_CHANGES_LISTED_MAX {
+                break;
+            }
+        }
+        let listed: Option<Vec<String>> = (keys.len() <= super::OLM_CHANGES_LISTED_MAX)
+            .then(|| keys.into_iter().map(str::to_owned).collect());
+        // The records are kept as given; one undo entry for the batch. A
+        // session saved before is replaced in place, its key moved into
+        // the undo log rather than copied.
+        let mut undone = Vec::with_capacity(sessions.len());
         for session in sessions {
             let times = OlmSessionTimes {
                 created_at_ms: session.created_at_ms,
                 last_received_at_ms: session.last_received_at_ms,
                 retired: session.retired,
             };
-            let key = (session.sender_key.clone(), session.session_id.clone());
-            write!(self, sessions, key, Some((session.pickle.clone(), times)));
+            let key = (session.sender_key, session.session_id);
+            let value = (session.pickle, times);
+            let old = match self.state.sessions.get_mut(&key) {
+                Some(slot) => Some(std::mem::replace(slot, value)),
+                None => self.state.sessions.insert(key.clone(), value),
+            };
+            undone.push((key, old));
         }
-        bump!(self, olm_revision);
-        // Listed only when few: stop counting past the bound.
-        let mut keys = std::collections::BTreeSet::new();
-        for session in sessions {
-            keys.insert(session.sender_key.as_str());
-            if keys.len() > super::OLM_CHANGES_LISTED_MAX {
-                break;
+        self.undo.push(Box::new(move |s: &mut State| {
+            // Newest first: a batch may name a session twice.
+            for (key, old) in undone.into_iter().rev() {
+                restore(&mut s.sessions, key, old);
             }
-        }
-        let listed = (keys.len() <= super::OLM_CHANGES_LISTED_MAX)
-            .then(|| keys.into_iter().map(str::to_owned).collect());
+        }));
+        bump!(self, olm_revision);
         let log = &mut self.state.olm_changes;
         if log.len() >= OLM_CHANGE_ROWS {
             // Rare: the undo keeps the whole log.

@@ -155,12 +155,13 @@ pub trait StoreTxn {
         Ok(!self.load_olm_sessions(sender_key)?.is_empty())
     }
     /// Inserts or replaces Olm sessions (by sender key and session ID).
-    /// Batched, so stores can seal on every core. Pickles come encoded:
+    /// Batched, so stores can seal on every core; given, so a store that
+    /// keeps records as they are need not copy them. Pickles come encoded:
     /// keep their bytes (encrypted at rest) and return them unchanged.
-    fn save_olm_sessions(&mut self, sessions: &[OlmSessionRecord]) -> Result<(), StoreError>;
+    fn save_olm_sessions(&mut self, sessions: Vec<OlmSessionRecord>) -> Result<(), StoreError>;
     /// Inserts or replaces one Olm session.
-    fn save_olm_session(&mut self, session: &OlmSessionRecord) -> Result<(), StoreError> {
-        self.save_olm_sessions(std::slice::from_ref(session))
+    fn save_olm_session(&mut self, session: OlmSessionRecord) -> Result<(), StoreError> {
+        self.save_olm_sessions(vec![session])
     }
     /// A value that changes, to a fresh random one, whenever any Olm
     /// session is saved, by any process, and rolls back with the
