@@ -134,6 +134,36 @@ fn walk(decided: &[Decided], shared: &SharedWith) -> Walked {
     walked
 }
 
+/// Adds `sent_to` to the shared-with set. A new session's set is built in
+/// one go from the devices grouped by user, as encrypting leaves them.
+fn record_shared(shared: &mut SharedWith, sent_to: &[(OwnedUserId, OwnedDeviceId)], at: SharedAt) {
+    if shared.is_empty() {
+        let mut users: Vec<(OwnedUserId, BTreeMap<OwnedDeviceId, SharedAt>)> = Vec::new();
+        for (user, device) in sent_to {
+            match users.last_mut() {
+                Some((last, devices)) if last == user => {
+                    devices.insert(device.clone(), at);
+                }
+                _ => users.push((user.clone(), BTreeMap::from([(device.clone(), at)]))),
+            }
+        }
+        // Collecting keeps one entry per user: only when grouped.
+        if users.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            *shared = users.into_iter().collect();
+            return;
+        }
+    }
+    for (user, device) in sent_to {
+        match shared.get_mut(user) {
+            Some(devices) => devices.insert(device.clone(), at),
+            None => shared
+                .entry(user.clone())
+                .or_default()
+                .insert(device.clone(), at),
+        };
+    }
+}
+
 /// ENC-04, ENC-11: the `m.room_key` content for `session` from its
 /// current index.
 pub(super) fn room_key_content(
@@ -286,17 +316,7 @@ pub(crate) fn share(
     state
         .pending_requests
         .extend(sent.request_ids.iter().cloned());
-    for (user, device) in &sent.sent_to {
-        let at = SharedAt { index };
-        match state.shared_with.get_mut(user) {
-            Some(devices) => devices.insert(device.clone(), at),
-            None => state
-                .shared_with
-                .entry(user.clone())
-                .or_default()
-                .insert(device.clone(), at),
-        };
-    }
+    record_shared(&mut state.shared_with, &sent.sent_to, SharedAt { index });
     outcome.shared_with = sent.sent_to;
     // ENC-13, WHD-03: one `m.no_olm` per device until a session appears.
     for (user, device) in &sent.missing_sessions {
@@ -348,4 +368,47 @@ pub(crate) fn share(
         })?;
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(pairs: &[(&str, &str)]) -> Vec<(OwnedUserId, OwnedDeviceId)> {
+        pairs
+            .iter()
+            .map(|(u, d)| (OwnedUserId::try_from(*u).unwrap(), (*d).into()))
+            .collect()
+    }
+
+    fn flat(shared: &SharedWith) -> Vec<(String, String)> {
+        shared
+            .iter()
+            .flat_map(|(u, ds)| ds.keys().map(move |d| (u.to_string(), d.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn every_device_is_recorded_grouped_or_not() {
+        let at = SharedAt { index: 3 };
+        let grouped = ids(&[("@a:x", "A1"), ("@a:x", "A2"), ("@b:x", "B1")]);
+        let mut shared = SharedWith::new();
+        record_shared(&mut shared, &grouped, at);
+        assert_eq!(flat(&shared).len(), 3);
+        // A user met twice apart must keep both devices.
+        let apart = ids(&[("@a:x", "A1"), ("@b:x", "B1"), ("@a:x", "A2")]);
+        let mut shared = SharedWith::new();
+        record_shared(&mut shared, &apart, at);
+        assert_eq!(
+            flat(&shared),
+            flat(&{
+                let mut s = SharedWith::new();
+                record_shared(&mut s, &grouped, at);
+                s
+            })
+        );
+        // Added to a set that has devices already.
+        record_shared(&mut shared, &ids(&[("@c:x", "C1")]), at);
+        assert_eq!(flat(&shared).len(), 4);
+    }
 }

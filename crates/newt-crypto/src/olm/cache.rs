@@ -6,7 +6,7 @@
 use super::sessions::LiveSession;
 use crate::revision_cache::RevisionCache;
 use crate::store::{StoreError, StoreTxn};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Sessions kept at most; past this the cache starts over (about 4 KiB
 /// each).
@@ -17,7 +17,7 @@ const CAPACITY: usize = 4096;
 /// again: a send of a thousand sessions then neither rebuilds the map nor
 /// copies a key.
 #[derive(Debug, Default)]
-pub(crate) struct OlmCache(RevisionCache<HashMap<String, Option<LiveSession>>>);
+pub(crate) struct OlmCache(RevisionCache<BTreeMap<String, Option<LiveSession>>>);
 
 /// What [`OlmCache::take`] found, to hand back to [`OlmCache::keep`].
 pub(crate) struct Taken {

@@ -214,10 +214,15 @@ fn encrypt_entries(
                 let entry =
                     encrypted_entry(device.device_id().as_str(), &sender_key, key, kind, body);
                 let record = live.to_record()?;
+                // Made here, on every core, rather than in the gathering
+                // loop: it runs alone.
+                let (user, device) = (device.user_id(), device.device_id());
                 Ok(Some(Encrypted {
                     entry,
                     record,
                     live,
+                    id: (user.to_owned(), device.to_owned()),
+                    user: UserEntry::new(user.as_str()),
                 }))
             },
         )
@@ -227,21 +232,21 @@ fn encrypt_entries(
     let mut advanced = Vec::with_capacity(devices.len());
     let mut live = Vec::with_capacity(devices.len());
     for (device, result) in devices.iter().zip(encrypted) {
-        let id = (device.user_id().to_owned(), device.device_id().to_owned());
         let Some(done) = result? else {
+            let id = (device.user_id().to_owned(), device.device_id().to_owned());
             outcome.missing_sessions.push(id);
             continue;
         };
         advanced.push(done.record);
         live.push(done.live);
         if last_user != Some(device.user_id()) {
-            users.push(UserEntry::new(device.user_id().as_str()));
+            users.push(done.user);
             last_user = Some(device.user_id());
         }
         if let Some(user) = users.last_mut() {
             user.push(done.entry);
         }
-        outcome.sent_to.push(id);
+        outcome.sent_to.push(done.id);
     }
     txn.save_olm_sessions(advanced)?;
     sender.cache.keep(txn, &taken, live)?;
@@ -272,11 +277,18 @@ fn distinct<'a>(
         }
     }
     let mut shares_key = vec![false; recipients.len()];
-    let mut by_key: Vec<usize> = (0..recipients.len()).filter(|&i| !repeated[i]).collect();
-    by_key.sort_by_key(|&i| keys[i]);
+    // Keys sorted with their places beside them (no lookup per compare);
+    // among equal keys the earliest place comes first and is kept.
+    let mut by_key: Vec<([u8; 32], usize)> = keys
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| !repeated[i])
+        .map(|(i, key)| (*key, i))
+        .collect();
+    by_key.sort_unstable();
     for pair in by_key.windows(2) {
-        if keys[pair[0]] == keys[pair[1]] {
-            shares_key[pair[1]] = true;
+        if pair[0].0 == pair[1].0 {
+            shares_key[pair[1].1] = true;
         }
     }
     let mut devices = Vec::with_capacity(recipients.len());
@@ -301,6 +313,10 @@ struct Encrypted {
     entry: Entry,
     record: OlmSessionRecord,
     live: LiveSession,
+    /// The device, for the outcome.
+    id: (OwnedUserId, OwnedDeviceId),
+    /// Its user's part of the body, if the device is the user's first.
+    user: UserEntry,
 }
 
 #[cfg(test)]
