@@ -39,6 +39,11 @@ pub fn encode_pickle<T: Serialize>(pickle: &T) -> Result<Zeroizing<Vec<u8>>, Sto
         };
         // Exactly the encoded length: records keep no spare capacity.
         let out = written.map(|()| Zeroizing::new(scratch.to_vec()));
+        // Writes may reach past the end and be cut back (see `msgpack`):
+        // the bytes just past it are wiped too.
+        let spare = scratch.spare_capacity_mut();
+        let past = spare.len().min(super::msgpack::WRITTEN_PAST_END);
+        spare[..past].zeroize();
         scratch.as_mut_slice().zeroize();
         scratch.clear();
         out

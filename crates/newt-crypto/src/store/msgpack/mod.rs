@@ -28,6 +28,10 @@ impl ser::Error for Unsupported {
     }
 }
 
+/// How far past the end of `out` a write may have put bytes it then cut
+/// off: a byte run's worst case. Whoever wipes `out` wipes this far too.
+pub(crate) const WRITTEN_PAST_END: usize = byte_run::WRITTEN_PAST_END;
+
 /// Appends `value` to `out` as MessagePack.
 pub(crate) fn write<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
@@ -166,7 +170,21 @@ impl<'a> Encoder<'a> {
                 map,
             }),
         };
-        Ok(Compound { en: self, pending })
+        Ok(Compound {
+            en: self,
+            pending,
+            run: None,
+        })
+    }
+
+    /// A tuple: an array whose bytes are gathered into runs.
+    fn tuple<'b>(&'b mut self, len: usize) -> Result<Compound<'b, 'a>, Unsupported>
+    where
+        'a: 'b,
+    {
+        let mut compound = self.compound(Some(len), false)?;
+        compound.run = Some(byte_run::ByteRun::new());
+        Ok(compound)
     }
 }
 
@@ -180,11 +198,22 @@ pub(super) struct Pending {
 pub(super) struct Compound<'b, 'a> {
     en: &'b mut Encoder<'a>,
     pending: Option<Pending>,
+    /// A tuple's bytes so far (see `byte_run`); `None` once an item was
+    /// not a byte.
+    run: Option<byte_run::ByteRun>,
 }
 
 impl Compound<'_, '_> {
     #[inline]
     fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
+        if let Some(run) = &mut self.run {
+            if run.keep(value, self.en.out) {
+                return Ok(());
+            }
+            // Not a byte: what came before goes first, then one by one.
+            run.flush(self.en.out);
+            self.run = None;
+        }
         match &mut self.pending {
             None => value.serialize(&mut *self.en),
             Some(pending) => {
@@ -196,7 +225,10 @@ impl Compound<'_, '_> {
         }
     }
 
-    fn finish(self) -> Result<(), Unsupported> {
+    fn finish(mut self) -> Result<(), Unsupported> {
+        if let Some(run) = &mut self.run {
+            run.flush(self.en.out);
+        }
         if let Some(pending) = self.pending {
             // A map's count was bumped for its keys and values alike.
             if pending.map {
@@ -210,6 +242,7 @@ impl Compound<'_, '_> {
     }
 }
 
+mod byte_run;
 mod serializer;
 #[cfg(test)]
 mod tests;

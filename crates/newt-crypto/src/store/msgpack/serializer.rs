@@ -131,7 +131,7 @@ where
         self.compound(len, false)
     }
     fn serialize_tuple(self, len: usize) -> Result<Compound<'b, 'a>, Unsupported> {
-        self.compound(Some(len), false)
+        self.tuple(len)
     }
     fn serialize_tuple_struct(
         self,

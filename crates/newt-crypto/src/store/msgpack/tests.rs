@@ -223,3 +223,42 @@ fn vodozemac_pickles_encode_as_rmp_serde_does() {
     same(&group.pickle());
     same(&received.pickle());
 }
+
+/// A tuple of any length: bytes, then (if given) a non-byte, then bytes.
+struct ByteTuple(Vec<u8>, Option<(u32, Vec<u8>)>);
+
+impl Serialize for ByteTuple {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let more = self.1.as_ref().map_or(0, |(_, b)| 1 + b.len());
+        let mut tuple = s.serialize_tuple(self.0.len() + more)?;
+        for b in &self.0 {
+            tuple.serialize_element(b)?;
+        }
+        if let Some((n, bytes)) = &self.1 {
+            tuple.serialize_element(n)?;
+            for b in bytes {
+                tuple.serialize_element(b)?;
+            }
+        }
+        tuple.end()
+    }
+}
+
+#[test]
+fn tuples_of_bytes_and_mixed_tuples_match() {
+    let bytes: Vec<u8> = (0..=255).collect();
+    same(&ByteTuple(bytes.clone(), None));
+    same(&ByteTuple(bytes[..64].to_vec(), None));
+    same(&ByteTuple(bytes[100..230].to_vec(), Some((9, vec![0xee; 3]))));
+    same(&ByteTuple(Vec::new(), Some((70_000, bytes[120..140].to_vec()))));
+    same(&[0u8; 0]);
+    same(&[0x7fu8, 0x80, 0xff, 0]);
+    same(&[0xabu8; 32]);
+    same(&(1u8, 200u8, String::from("x"), 3u8, 250u8));
+    same(&(String::from("first"), 1u8, 2u8));
+    same(&(7u8, 300u16, 255u8));
+    same(&[Some(1u8), None, Some(200)]);
+    same(&[[1u8, 200], [3, 4], [250, 6]]);
+    same(&[1i8, -1, -100]);
+}
