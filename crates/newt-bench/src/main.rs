@@ -83,15 +83,17 @@ fn sqlite() -> (tempfile::TempDir, SqliteStore) {
 }
 
 /// Runs a workload on both stores and both thread counts. Each newt run
-/// is paired with a run of the limit just before it.
+/// is paired with a run of the limit just before it, on the same pool:
+/// with one thread, on the same thread, so both meet the same core (the
+/// cores of a shared machine are not equally fast at any one time).
 fn run_all(
     rows: &mut Vec<Row>,
     workload: &str,
-    mut limit: impl FnMut() -> Duration,
+    mut limit: impl FnMut() -> Duration + Send,
     reps: usize,
     cores: usize,
-    memory: impl Fn(usize) -> Duration,
-    on_sqlite: impl Fn(usize) -> Duration,
+    memory: impl Fn() -> Duration + Sync,
+    on_sqlite: impl Fn() -> Duration + Sync,
 ) {
     let mut counts = vec![1, cores];
     counts.dedup();
@@ -107,14 +109,22 @@ fn run_all(
     let wants = |name: &str| store.as_deref().is_none_or(|s| s == name);
     for threads in counts {
         for (name, run) in [
-            ("memory", &memory as &dyn Fn(usize) -> Duration),
+            ("memory", &memory as &(dyn Fn() -> Duration + Sync)),
             ("sqlite", &on_sqlite),
         ] {
             if !wants(name) {
                 continue;
             }
-            let pairs: Vec<(Duration, Duration)> =
-                (0..reps).map(|_| (limit(), run(threads))).collect();
+            let pool = pool(threads);
+            // Quick rows take more pairs (up to three times as many, in a
+            // few seconds): their medians are the noisiest.
+            let started = std::time::Instant::now();
+            let mut pairs: Vec<(Duration, Duration)> = Vec::new();
+            while pairs.len() < reps
+                || (pairs.len() < 3 * reps && started.elapsed() < Duration::from_secs(3))
+            {
+                pairs.push((pool.install(&mut limit), pool.install(run)));
+            }
             // NEWT_BENCH_PAIRS=1 prints every pair (how noisy a row is).
             if std::env::var_os("NEWT_BENCH_PAIRS").is_some() {
                 for (l, n) in &pairs {
@@ -182,7 +192,10 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(if quick { 3 } else { 5 })
         .max(1);
-    println!("newt-bench on {cores} cores; medians of {reps} runs\n");
+    println!(
+        "newt-bench on {cores} cores; medians of {reps} runs at least (up to {} for quick rows)\n",
+        3 * reps
+    );
     let mut rows = Vec::new();
     for &n in sizes {
         for (label, users) in [("users=devices", n), ("10 devices/user", (n / 10).max(1))] {
@@ -198,8 +211,8 @@ fn main() {
                 || first_share::limit(&input),
                 reps,
                 cores,
-                |t| pool(t).install(|| first_share::newt(&mut MemoryStore::new(), &peers)),
-                |t| pool(t).install(|| first_share::newt(&mut sqlite().1, &peers)),
+                || first_share::newt(&mut MemoryStore::new(), &peers),
+                || first_share::newt(&mut sqlite().1, &peers),
             );
         }
         for (label, restarted) in [("", false), (" after restart", true)] {
@@ -215,8 +228,8 @@ fn main() {
                 || reshare::limit(&mut input),
                 reps,
                 cores,
-                |t| pool(t).install(|| reshare::newt(&mut MemoryStore::new(), &peers, restarted)),
-                |t| pool(t).install(|| reshare::newt(&mut sqlite().1, &peers, restarted)),
+                || reshare::newt(&mut MemoryStore::new(), &peers, restarted),
+                || reshare::newt(&mut sqlite().1, &peers, restarted),
             );
         }
     }
@@ -233,8 +246,8 @@ fn main() {
             || room_message::limit(&mut session),
             reps,
             cores,
-            |t| pool(t).install(|| room_message::newt(&mut MemoryStore::new(), &peers)),
-            |t| pool(t).install(|| room_message::newt(&mut sqlite().1, &peers)),
+            || room_message::newt(&mut MemoryStore::new(), &peers),
+            || room_message::newt(&mut sqlite().1, &peers),
         );
     }
     let receive_n = if quick { 100 } else { 1000 };
@@ -247,8 +260,8 @@ fn main() {
             || receive_keys::limit(&mut receive_keys::limit_input(&peers)),
             reps,
             cores,
-            |t| pool(t).install(|| receive_keys::newt(&mut MemoryStore::new(), &peers)),
-            |t| pool(t).install(|| receive_keys::newt(&mut sqlite().1, &peers)),
+            || receive_keys::newt(&mut MemoryStore::new(), &peers),
+            || receive_keys::newt(&mut sqlite().1, &peers),
         );
     }
     let (sessions, per) = if quick { (10, 1000) } else { (100, 1000) };
@@ -261,8 +274,8 @@ fn main() {
             || decrypt::limit(&input),
             3,
             cores,
-            |t| pool(t).install(|| decrypt::newt(&mut MemoryStore::new(), &input)),
-            |t| pool(t).install(|| decrypt::newt(&mut sqlite().1, &input)),
+            || decrypt::newt(&mut MemoryStore::new(), &input),
+            || decrypt::newt(&mut sqlite().1, &input),
         );
     }
     print(&rows);

@@ -250,8 +250,14 @@ fn tuples_of_bytes_and_mixed_tuples_match() {
     let bytes: Vec<u8> = (0..=255).collect();
     same(&ByteTuple(bytes.clone(), None));
     same(&ByteTuple(bytes[..64].to_vec(), None));
-    same(&ByteTuple(bytes[100..230].to_vec(), Some((9, vec![0xee; 3]))));
-    same(&ByteTuple(Vec::new(), Some((70_000, bytes[120..140].to_vec()))));
+    same(&ByteTuple(
+        bytes[100..230].to_vec(),
+        Some((9, vec![0xee; 3])),
+    ));
+    same(&ByteTuple(
+        Vec::new(),
+        Some((70_000, bytes[120..140].to_vec())),
+    ));
     same(&[0u8; 0]);
     same(&[0x7fu8, 0x80, 0xff, 0]);
     same(&[0xabu8; 32]);
