@@ -19,7 +19,7 @@ const NOW: Timestamp = Timestamp(1_700_000_000_000);
 /// Prints a phase's time when `NEWT_BENCH_PHASES` is set.
 pub fn phase(name: &str, start: Instant) {
     if std::env::var_os("NEWT_BENCH_PHASES").is_some() {
-        eprintln!("  {name}: {:.1} ms", start.elapsed().as_secs_f64() * 1000.0);
+        eprintln!("  {name}: {:.3} ms", start.elapsed().as_secs_f64() * 1000.0);
     }
 }
 

@@ -35,11 +35,13 @@ pub fn newt<S: Store>(store: &mut S, peers: &[PeerDevice]) -> Duration {
 /// One message, step by step as a client sends it.
 fn send<S: Store>(store: &mut S, machine: &OlmMachine, n: u32) {
     let step = |store: &mut S, f: &mut dyn FnMut(&mut S::Txn<'_>)| {
+        let start = Instant::now();
         let Ok(mut txn) = store.transaction() else {
             unreachable!()
         };
         f(&mut txn);
         let _ = txn.commit();
+        first_share::phase("step", start);
     };
     // Nothing for the message; a key upload the first share left (it
     // used one-time keys) is answered as the server would.

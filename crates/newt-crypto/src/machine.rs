@@ -16,6 +16,7 @@ use crate::device_keys::VerifiedDeviceKeys;
 use crate::olm::claim::{self, ClaimOutcome};
 use crate::olm::decrypt::Me;
 use crate::olm::encrypt::{self, EncryptOutcome, Sender};
+use crate::olm::settled::Settled;
 use crate::requests::OutgoingRequest;
 use crate::store::{AccountState, StoreError, StoreTxn};
 use crate::time::Timestamp;
@@ -50,6 +51,8 @@ pub struct OlmMachine {
     tracked: crate::tracked_cache::TrackedCache,
     /// Outbound sessions' sets from earlier inputs.
     pub(crate) outbound_sets: crate::megolm::sets_cache::SetsCache,
+    /// The last recipients that needed no Olm session.
+    settled: Settled,
     /// The account as opened, only for making outbound sessions, which
     /// use nothing but its identity keys (they never change): unpickling
     /// the stored account computes every one-time key, per claim response.
@@ -112,6 +115,7 @@ impl OlmMachine {
             rooms: Default::default(),
             tracked: Default::default(),
             outbound_sets: Default::default(),
+            settled: Default::default(),
             outbound_account: crate::account::IdentityOnly::new(account.inner),
         })
     }
@@ -334,13 +338,22 @@ impl OlmMachine {
         recipients: &Recipients,
         now: Timestamp,
     ) -> Result<Vec<OutgoingRequest>, StoreError> {
+        // Before most messages the room's devices are as they were when
+        // none needed a session.
+        let revision = Settled::revision(txn)?;
+        if self.settled.holds(revision, recipients) {
+            return Ok(Vec::new());
+        }
         let picked = self.resolve(txn, recipients)?;
         let devices: Vec<_> = picked.iter().map(|p| p.record()).collect();
         let mut seq = self.next_request_seq(txn)?;
         // Planned claims can be planned again.
         let planned = crate::store::redoable(txn, |txn| {
             let needed = claim::needing_session(txn, &self.known_sessions, &devices, now)?;
-            claim::plan_claims(txn, needed, &mut seq)
+            if needed.devices.is_empty() && needed.settled {
+                self.settled.remember(txn, revision, recipients);
+            }
+            claim::plan_claims(txn, needed.devices, &mut seq)
         })?;
         Ok(planned
             .into_iter()

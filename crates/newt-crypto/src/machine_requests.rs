@@ -44,7 +44,7 @@ impl OlmMachine {
             let wedged: Vec<_> = wedged.iter().collect();
             redoable(txn, |txn| {
                 let needed = claim::needing_session(txn, &self.known_sessions, &wedged, now)?;
-                claim::plan_claims(txn, needed, &mut seq)
+                claim::plan_claims(txn, needed.devices, &mut seq)
             })?;
         }
         let mut requests = Vec::new();

@@ -69,6 +69,15 @@ fn in_flight(txn: &mut impl StoreTxn) -> Result<BTreeSet<DeviceKey>, StoreError>
     Ok(set)
 }
 
+/// What [`needing_session`] found.
+pub(crate) struct Needing {
+    /// The devices to claim for.
+    pub(crate) devices: Vec<DeviceKey>,
+    /// No device was left out for now only (backing off, or its claim in
+    /// flight): the answer holds until a device record changes.
+    pub(crate) settled: bool,
+}
+
 /// Picks the devices that need a session: none yet (CLM-03: never claim
 /// for a device that has one) or a broken one (REC-01); not blocked, not
 /// backing off, not already being claimed.
@@ -77,9 +86,10 @@ pub(crate) fn needing_session(
     known: &KnownSessions,
     devices: &[&DeviceRecord],
     now: Timestamp,
-) -> Result<Vec<DeviceKey>, StoreError> {
+) -> Result<Needing, StoreError> {
     let busy = in_flight(txn)?;
     let mut out = Vec::new();
+    let mut settled = true;
     // Runs before every message for every device of the room: IDs are
     // copied only for a device that needs a claim, or to look one up
     // among claims in flight.
@@ -87,10 +97,11 @@ pub(crate) fn needing_session(
         !busy.is_empty() && busy.contains(&(record.user_id.clone(), record.device_id.clone()))
     };
     for record in devices {
-        if record.local.blocked
-            || !backoff::ready(record.local.claim_retry_at_ms, now)
-            || claiming(record)
-        {
+        if record.local.blocked {
+            continue;
+        }
+        if !backoff::ready(record.local.claim_retry_at_ms, now) || claiming(record) {
+            settled = false;
             continue;
         }
         // The record's key is the verified key's own encoding.
@@ -98,7 +109,10 @@ pub(crate) fn needing_session(
             out.push((record.user_id.clone(), record.device_id.clone()));
         }
     }
-    Ok(out)
+    Ok(Needing {
+        devices: out,
+        settled,
+    })
 }
 
 /// Makes `/keys/claim` requests for `devices`, in chunks of users.

@@ -182,7 +182,8 @@ fn encrypt_entries(
             None => Source::Stored(stored.next().unwrap_or_default()),
         })
         .collect();
-    let prefix = plaintext_prefix(sender, event_type, content);
+    // Holds the room key (or whatever secret is sent): wiped after.
+    let prefix = Zeroizing::new(plaintext_prefix(sender, event_type, content));
     let sender_key = quoted(sender.curve25519);
     // Unpickling, the ratchet step and pickling again are independent per
     // session: use every core.
@@ -194,7 +195,7 @@ fn encrypt_entries(
         .zip(sources)
         // The plaintext holds the room key: its buffers are wiped.
         .map_init(
-            || Zeroizing::new(prefix.clone()),
+            || prefix.clone(),
             |buffer, ((device, key), source)| {
                 let mut live = match source {
                     Source::Cached(live) => live,

@@ -9,6 +9,7 @@ pub(crate) mod encrypt;
 pub(crate) mod known;
 pub(crate) mod pack;
 pub(crate) mod sessions;
+pub(crate) mod settled;
 
 pub use decrypt::{DecryptedToDevice, SenderTrust, ToDeviceError};
 pub use encrypt::EncryptOutcome;

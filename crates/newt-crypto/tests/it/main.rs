@@ -16,4 +16,5 @@ mod rooms;
 mod rooms_router;
 mod roundtrip;
 mod router;
+mod settled;
 mod tracking;
