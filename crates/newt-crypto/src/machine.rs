@@ -53,6 +53,8 @@ pub struct OlmMachine {
     pub(crate) outbound_sets: crate::megolm::sets_cache::SetsCache,
     /// The last recipients that needed no Olm session.
     settled: Settled,
+    /// Rooms whose last key share had nothing to do.
+    quiet_shares: crate::megolm::quiet::QuietShares,
     /// The account as opened, only for making outbound sessions, which
     /// use nothing but its identity keys (they never change): unpickling
     /// the stored account computes every one-time key, per claim response.
@@ -116,6 +118,7 @@ impl OlmMachine {
             tracked: Default::default(),
             outbound_sets: Default::default(),
             settled: Default::default(),
+            quiet_shares: Default::default(),
             outbound_account: crate::account::IdentityOnly::new(account.inner),
         })
     }
@@ -178,6 +181,7 @@ impl OlmMachine {
             bodies: &self.bodies,
             rooms: &self.rooms,
             outbound_sets: &self.outbound_sets,
+            quiet: &self.quiet_shares,
         }
     }
 

@@ -10,6 +10,7 @@ pub(crate) mod event;
 pub(crate) mod explain;
 pub(crate) mod export;
 pub(crate) mod outbound;
+pub(crate) mod quiet;
 pub(crate) mod receive;
 pub(crate) mod resend;
 pub(crate) mod room;

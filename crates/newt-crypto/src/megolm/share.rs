@@ -2,6 +2,7 @@
 //! HIS-02), sharing with exactly the right devices (ENC-04, ENC-10..13,
 //! WHD-01..03) and encrypting room events (ENC-03, ENC-14).
 
+use super::quiet::{Quiet, QuietShares};
 use super::room::{recipient_users, shares_history};
 use super::{RoomError, ShareOutcome, SharePolicy};
 use crate::device_cache::Picked;
@@ -239,12 +240,30 @@ pub(crate) fn share(
         .clone()
         .ok_or_else(|| RoomError::NotEncrypted(room_id.to_owned()))?;
     let shared_history = shares_history(&room.history_visibility);
+    let revisions = QuietShares::revisions(txn)?;
+    let head = txn
+        .load_outbound_head(room_id)?
+        .filter(|head| !must_rotate(&head.state, &settings, shared_history, now));
+    // Before most messages nothing changed since the last share, which
+    // had nothing to do.
+    let quiet = head.as_ref().zip(revisions).map(|(head, revisions)| Quiet {
+        session_id: head.session_id.clone(),
+        policy,
+        revisions,
+    });
+    if let Some(quiet) = &quiet
+        && sender.quiet.holds(room_id, quiet)
+    {
+        return Ok(ShareOutcome {
+            session_id: quiet.session_id.clone(),
+            ..ShareOutcome::default()
+        });
+    }
     let decided = decide(txn, &room, sender, policy)?;
     // The sets are read from the cache (and copied into the state only if
     // this share changes them), unless the session goes anyway.
     let mut current = None;
-    if let Some(head) = txn.load_outbound_head(room_id)?
-        && !must_rotate(&head.state, &settings, shared_history, now)
+    if let Some(head) = head
         && let Some(sets) = sender.outbound_sets.load(txn, room_id, &head.session_id)?
     {
         current = Some((walk(&decided, &sets.0), head, sets));
@@ -291,6 +310,7 @@ pub(crate) fn share(
         state.shared_with = shared_with.clone();
         state.withheld = withheld.clone();
     }
+    let nothing_to_do = !rotated && targets.is_empty() && notices.is_empty();
     // ENC-04, ENC-11: the key from the current index, to new devices only.
     let index = session.message_index();
     // Before most messages nobody lacks the key: the key (which signing
@@ -358,7 +378,11 @@ pub(crate) fn share(
         outcome.withheld.push((user, device, code.to_owned()));
     }
     queue_to_device(txn, "m.room_key.withheld", messages, next_seq)?;
-    // Before most messages nothing changed: the record is not rewritten.
+    // Before most messages nothing changed: the record is not rewritten,
+    // and the next share needs not look again until something does.
+    if nothing_to_do && let Some(quiet) = quiet {
+        sender.quiet.remember(txn, room_id, quiet);
+    }
     if rotated || !outcome.shared_with.is_empty() || !outcome.withheld.is_empty() {
         txn.save_outbound(&OutboundRecord {
             room_id: room_id.to_owned(),

@@ -46,6 +46,8 @@ pub(crate) struct Sender<'a> {
     pub(crate) rooms: &'a crate::room_cache::RoomCache,
     /// Outbound sessions' sets from earlier inputs.
     pub(crate) outbound_sets: &'a crate::megolm::sets_cache::SetsCache,
+    /// Rooms whose last share had nothing to do.
+    pub(crate) quiet: &'a crate::megolm::quiet::QuietShares,
 }
 
 /// The parts of the plaintext every recipient shares, serialised once.

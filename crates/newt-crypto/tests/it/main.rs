@@ -9,6 +9,7 @@ mod device_cache;
 mod megolm_cache;
 mod olm;
 mod olm_cache;
+mod quiet_share;
 mod raw_peer;
 mod request_bodies;
 mod room_key_resend;
