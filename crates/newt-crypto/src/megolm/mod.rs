@@ -5,6 +5,7 @@
 pub(crate) mod batch;
 pub(crate) mod by_session;
 pub(crate) mod cache;
+pub(crate) mod decide;
 pub(crate) mod decrypt;
 pub(crate) mod event;
 pub(crate) mod explain;
