@@ -13,9 +13,13 @@ use crate::Recipients;
 use crate::revision_cache::RevisionCache;
 use crate::store::{StoreError, StoreTxn};
 
-/// Recipients that needed no session, valid at one device revision.
+/// Lists kept at most (a client sends into a few rooms in turn); past
+/// this the oldest goes.
+const KEPT: usize = 16;
+
+/// Recipient lists that needed no session, valid at one device revision.
 #[derive(Debug, Default)]
-pub(crate) struct Settled(RevisionCache<Option<Recipients>>);
+pub(crate) struct Settled(RevisionCache<Vec<Recipients>>);
 
 impl Settled {
     /// The store's device revision, to hand to [`Self::remember`].
@@ -28,7 +32,7 @@ impl Settled {
         revision.is_some()
             && self
                 .0
-                .current(revision, |kept| kept.as_ref() == Some(recipients))
+                .current(revision, |kept| kept.iter().any(|k| k == recipients))
     }
 
     /// Once `txn` commits: `recipients`, read at `revision`, needed none.
@@ -40,7 +44,10 @@ impl Settled {
     ) {
         let recipients = recipients.clone();
         self.0.after_commit(txn, revision, revision, move |kept| {
-            *kept = Some(recipients)
+            if kept.len() >= KEPT {
+                kept.remove(0);
+            }
+            kept.push(recipients);
         });
     }
 }

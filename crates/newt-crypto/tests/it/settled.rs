@@ -54,3 +54,22 @@ fn other_recipients_are_not_answered_from_memory() {
     );
     assert_eq!(claims.len(), 1, "carol has no session yet");
 }
+
+#[test]
+fn rooms_in_turn_are_each_remembered_and_each_seen_to_change() {
+    let mut router = Router::new();
+    let mut alice = router.device("alice", "A1");
+    let bob = router.device("bob", "B1");
+    let carol = router.device("carol", "C1");
+    let (one, two) = ([bob.user.clone()], [carol.user.clone()]);
+    router.send(&mut alice, &one, "m.test", json!({}));
+    router.send(&mut alice, &two, "m.test", json!({}));
+    for _ in 0..2 {
+        assert!(missing(&mut router, &mut alice, &one).is_empty());
+        assert!(missing(&mut router, &mut alice, &two).is_empty());
+    }
+    let _carol2 = router.device("carol", "C2");
+    router.sync(&mut alice);
+    assert!(missing(&mut router, &mut alice, &one).is_empty());
+    assert_eq!(missing(&mut router, &mut alice, &two).len(), 1);
+}
