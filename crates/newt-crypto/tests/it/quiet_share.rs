@@ -2,9 +2,8 @@
 //! sends twice (the second share is quiet, and remembered), changes one
 //! thing a share decides from, and checks the next share sees it.
 
-use crate::rooms::{ROOM, megolm, world};
-use crate::rooms_router::{send_with, sync};
-use newt_crypto::SharePolicy;
+use crate::rooms::{ROOM, megolm, told, world};
+use crate::rooms_router::sync;
 use newt_crypto::store::{Store, StoreTxn};
 use serde_json::json;
 
@@ -102,35 +101,15 @@ fn device_changes_are_seen() {
         after.rotated,
         "a blocked device that had the key must rotate"
     );
-    assert!(
-        after
-            .withheld
-            .iter()
-            .any(|(_, d, c)| *d == bob2.device && c == "m.blacklisted")
-    );
+    assert!(told(&after, "B2", "m.blacklisted"), "{after:?}");
 }
 
 /// The policy is part of what is remembered.
 #[test]
 fn another_policy_is_not_answered_from_memory() {
     let mut w = quiet_world();
-    let (_, strict) = send_with(
-        &mut w.router,
-        &mut w.rooms,
-        &mut w.alice,
-        ROOM,
-        json!({"body": "v"}),
-        SharePolicy {
-            only_verified: true,
-        },
-    );
-    assert!(
-        strict
-            .withheld
-            .iter()
-            .any(|(_, d, c)| d.as_str() == "B1" && c == "m.unverified"),
-        "{strict:?}"
-    );
+    let strict = w.send_only_verified();
+    assert!(told(&strict, "B1", "m.unverified"), "{strict:?}");
 }
 
 /// Age and count are checked every time.

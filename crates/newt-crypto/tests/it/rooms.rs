@@ -48,6 +48,16 @@ impl World {
         )
     }
 
+    /// Alice sends with the only-verified policy (ENC-10).
+    pub(crate) fn send_only_verified(&mut self) -> newt_crypto::ShareOutcome {
+        let policy = SharePolicy {
+            only_verified: true,
+        };
+        let content = json!({"body": "v"});
+        let (router, rooms, alice) = (&mut self.router, &mut self.rooms, &mut self.alice);
+        send_with(router, rooms, alice, ROOM, content, policy).1
+    }
+
     fn bob_reads(&mut self) -> std::collections::BTreeMap<String, String> {
         bodies(&sync(&mut self.router, &mut self.rooms, &mut self.bob).room_events)
     }
@@ -55,6 +65,14 @@ impl World {
     fn room_key_messages(&self) -> usize {
         self.router.count(RequestKind::ToDevice)
     }
+}
+
+/// Whether a share told `device` the key is withheld with `code`.
+pub(crate) fn told(outcome: &newt_crypto::ShareOutcome, device: &str, code: &str) -> bool {
+    outcome
+        .withheld
+        .iter()
+        .any(|(_, d, c)| d.as_str() == device && c == code)
 }
 
 /// ENC-03..05, MEG-01: a message reaches the other member with a trust
@@ -476,21 +494,9 @@ fn withheld_codes() {
     );
     // Policy: only verified devices.
     w.router.tamper_claim = None;
-    let (_, verified_only) = send_with(
-        &mut w.router,
-        &mut w.rooms,
-        &mut w.alice,
-        ROOM,
-        json!({"body": "v"}),
-        SharePolicy {
-            only_verified: true,
-        },
-    );
+    let verified_only = w.send_only_verified();
     assert!(
-        verified_only
-            .withheld
-            .iter()
-            .any(|(_, d, c)| d.as_str() == "B1" && c == "m.unverified"),
+        told(&verified_only, "B1", "m.unverified"),
         "{verified_only:?}"
     );
 }
