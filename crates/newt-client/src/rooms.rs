@@ -289,39 +289,40 @@ impl Client {
     }
 
     /// track members → query devices → claim sessions → share the key →
-    /// encrypt.
+    /// encrypt. The steps share one transaction while none of them has a
+    /// request to send (before most messages none has): a step that has
+    /// one commits, the requests go out, and the next step starts anew.
     async fn encrypt_for_room(
         &mut self,
         room_id: &str,
         event_type: &str,
         content: &Value,
     ) -> Result<Value, ClientError> {
-        let users = {
-            let mut txn = self.store.begin()?;
-            let users = self.machine.room_key_recipients(&mut txn, room_id)?;
-            self.machine.update_tracked_users(&mut txn, &users)?;
-            txn.commit()?;
-            users
-        };
-        self.process_outgoing().await?;
-        {
-            let mut txn = self.store.begin()?;
-            self.machine
-                .get_missing_sessions(&mut txn, &Recipients::Users(users), now())?;
-            txn.commit()?;
-        }
-        self.process_outgoing().await?;
-        {
-            let mut txn = self.store.begin()?;
-            let shared = self
-                .machine
-                .share_room_key(&mut txn, room_id, self.share_policy, now())
-                .map_err(room_error)?;
-            txn.commit()?;
-            self.last_share = Some(shared);
-        }
-        self.process_outgoing().await?;
         let mut txn = self.store.begin()?;
+        let users = self.machine.room_key_recipients(&mut txn, room_id)?;
+        self.machine.update_tracked_users(&mut txn, &users)?;
+        if !self.machine.outgoing_requests(&mut txn, now())?.is_empty() {
+            txn.commit()?;
+            self.process_outgoing().await?;
+            txn = self.store.begin()?;
+        }
+        self.machine
+            .get_missing_sessions(&mut txn, &Recipients::Users(users), now())?;
+        if !self.machine.outgoing_requests(&mut txn, now())?.is_empty() {
+            txn.commit()?;
+            self.process_outgoing().await?;
+            txn = self.store.begin()?;
+        }
+        let shared = self
+            .machine
+            .share_room_key(&mut txn, room_id, self.share_policy, now())
+            .map_err(room_error)?;
+        self.last_share = Some(shared);
+        if !self.machine.outgoing_requests(&mut txn, now())?.is_empty() {
+            txn.commit()?;
+            self.process_outgoing().await?;
+            txn = self.store.begin()?;
+        }
         let encrypted = self
             .machine
             .encrypt_room_event(&mut txn, room_id, event_type, content, now())
