@@ -53,6 +53,7 @@ mod request_bodies;
 mod requests;
 mod revision_cache;
 mod room_cache;
+mod shared;
 pub mod signing;
 mod sorted;
 pub mod store;

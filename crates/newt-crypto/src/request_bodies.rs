@@ -8,6 +8,7 @@
 //! pinned, never dropped to make room, since making it again costs an
 //! encryption per device.
 
+use crate::shared::lock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,14 +25,6 @@ impl std::fmt::Debug for RequestBodies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestBodies").finish_non_exhaustive()
     }
-}
-
-/// Every change is one map operation: a panic elsewhere cannot leave the
-/// map half-written.
-fn lock(shared: &Mutex<BTreeMap<String, Body>>) -> MutexGuard<'_, BTreeMap<String, Body>> {
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl RequestBodies {

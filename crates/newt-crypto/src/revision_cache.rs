@@ -9,9 +9,10 @@
 //! what a revision covers, by any path or process, changes it to a fresh
 //! random value (see `StoreTxn::olm_revision`).
 
+use crate::shared::lock;
 use crate::store::StoreTxn;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 struct Stamped<T> {
@@ -35,14 +36,6 @@ impl<T> std::fmt::Debug for RevisionCache<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RevisionCache").finish_non_exhaustive()
     }
-}
-
-fn lock<T>(shared: &Mutex<Stamped<T>>) -> MutexGuard<'_, Stamped<T>> {
-    // Changes are single map operations or whole replacements: a panic
-    // elsewhere cannot leave the value half-written.
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<T: Default + Send + 'static> RevisionCache<T> {

@@ -12,6 +12,7 @@
 //! checked every time (ENC-06, ENC-07): it needs only the session's head.
 
 use super::SharePolicy;
+use crate::shared::lock;
 use crate::store::{StoreError, StoreTxn};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -60,14 +61,4 @@ impl QuietShares {
             rooms.insert(room_id, quiet);
         }));
     }
-}
-
-fn lock(
-    rooms: &Mutex<BTreeMap<String, Quiet>>,
-) -> std::sync::MutexGuard<'_, BTreeMap<String, Quiet>> {
-    // One map operation per change: a panic elsewhere cannot leave it
-    // half-written.
-    rooms
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

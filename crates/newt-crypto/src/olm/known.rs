@@ -19,11 +19,7 @@ const CAPACITY: usize = 100_000;
 
 impl KnownSessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        // One set operation per change: a panic elsewhere cannot leave it
-        // half-written.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::shared::lock(&self.0)
     }
 
     /// Whether a session with `sender_key` exists (OLM, CLM-03): from the
@@ -40,9 +36,7 @@ impl KnownSessions {
         if found {
             let (known, key) = (Arc::clone(&self.0), sender_key.to_owned());
             txn.after_commit(Box::new(move || {
-                let mut set = known
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut set = crate::shared::lock(&known);
                 if set.len() >= CAPACITY {
                     set.clear();
                 }
