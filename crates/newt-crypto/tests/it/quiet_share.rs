@@ -19,9 +19,7 @@ fn quiet_world() -> crate::rooms::World {
 #[test]
 fn a_new_member_gets_the_key() {
     let mut w = quiet_world();
-    let mut carol = w.router.device("carol", "C1");
-    w.rooms.membership(&w.router, ROOM, &carol.user, "join");
-    sync(&mut w.router, &mut w.rooms, &mut w.alice);
+    let mut carol = w.carol("join");
     let (_, shared) = w.send("three");
     assert_eq!(
         shared.shared_with,
@@ -58,9 +56,7 @@ fn a_known_user_who_joins_gets_the_key() {
 #[test]
 fn a_member_who_leaves_rotates() {
     let mut w = world(megolm());
-    let carol = w.router.device("carol", "C1");
-    w.rooms.membership(&w.router, ROOM, &carol.user, "join");
-    sync(&mut w.router, &mut w.rooms, &mut w.alice);
+    let carol = w.carol("join");
     let (_, first) = w.send("one");
     assert!(
         first

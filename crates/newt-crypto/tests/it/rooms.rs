@@ -48,6 +48,16 @@ impl World {
         )
     }
 
+    /// Carol's device C1, her `membership` in the room, and Alice's sync
+    /// of it.
+    pub(crate) fn carol(&mut self, membership: &str) -> Peer {
+        let carol = self.router.device("carol", "C1");
+        let (router, rooms) = (&mut self.router, &mut self.rooms);
+        rooms.membership(router, ROOM, &carol.user, membership);
+        sync(router, rooms, &mut self.alice);
+        carol
+    }
+
     /// Alice sends with the only-verified policy (ENC-10).
     pub(crate) fn send_only_verified(&mut self) -> newt_crypto::ShareOutcome {
         let policy = SharePolicy {
@@ -222,9 +232,7 @@ fn rotation_by_time() {
 #[test]
 fn rotation_on_leave_and_leaver_cannot_read() {
     let mut w = world(megolm());
-    let mut carol = w.router.device("carol", "C1");
-    w.rooms.membership(&w.router, ROOM, &carol.user, "join");
-    sync(&mut w.router, &mut w.rooms, &mut w.alice);
+    let mut carol = w.carol("join");
     sync(&mut w.router, &mut w.rooms, &mut carol);
     let (before, first) = w.send("before");
     assert_eq!(
@@ -318,9 +326,7 @@ fn rotation_on_visibility_boundary() {
 #[test]
 fn rotation_after_limited_sync() {
     let mut w = world(megolm());
-    let carol = w.router.device("carol", "C1");
-    w.rooms.membership(&w.router, ROOM, &carol.user, "invite");
-    sync(&mut w.router, &mut w.rooms, &mut w.alice);
+    let _carol = w.carol("invite");
     let (_, first) = w.send("one");
     let mut changes = newt_crypto::SyncChanges::default();
     changes.rooms = vec![newt_crypto::RoomUpdate::new(ROOM, vec![], vec![], true)];
