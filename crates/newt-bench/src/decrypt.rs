@@ -1,17 +1,25 @@
 //! Decrypt: Megolm events from sync-shaped JSON (sessions × events each)
 //! through the machine's whole path (parse, find the session, replay
 //! check, decrypt, trust verdict), one sync of 1,000 events per input.
-//! The limit: the same Megolm decryptions of pre-parsed messages.
+//! The limit: the same Megolm decryptions of pre-parsed messages, sync by
+//! sync in turns with newt.
 
 use crate::fixtures;
 use newt_crypto::store::{Store, StoreTxn};
 use newt_crypto::{OlmMachine, RoomUpdate, SyncChanges, Timestamp};
 use serde_json::{Value, json};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 use vodozemac::megolm::{GroupSession, InboundGroupSession, MegolmMessage, SessionConfig};
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 const ROOM: &str = "!bench:bench.example";
+/// Events per sync.
+const SYNC: usize = 1000;
+/// Syncs per turn of newt, after the limit's turn with the same events:
+/// a fraction of a second each. (A turn of one sync let the pool's
+/// other threads fall asleep before every sync of newt.)
+const TURN: usize = 10;
 
 /// The workload: inbound sessions and their events, in arrival order.
 pub struct Input {
@@ -62,13 +70,17 @@ fn setup<S: Store>(store: &mut S, input: &Input) -> OlmMachine {
     machine
 }
 
-/// newt's time for every event, 1,000 per sync. The syncs are built
-/// before and the outcomes dropped after: that is the caller's work.
-pub fn newt<S: Store>(store: &mut S, input: &Input) -> Duration {
+/// The times of newt and of the limit for every event, 1,000 per sync,
+/// in turns: before each [`TURN`] syncs newt takes, the limit decrypts
+/// the same events, so that the machine's drift over a run of seconds
+/// hits both alike. Returns (limit, newt). The syncs are built before and the
+/// outcomes dropped after: that is the caller's work.
+pub fn measure<S: Store>(store: &mut S, input: &Input) -> (Duration, Duration) {
     let machine = setup(store, input);
+    let mut limit = Limit::new(input);
     let syncs: Vec<SyncChanges> = input
         .events
-        .chunks(1000)
+        .chunks(SYNC)
         .map(|chunk| {
             let mut changes = SyncChanges::default();
             changes.rooms = vec![RoomUpdate::new(ROOM, Vec::new(), chunk.to_vec(), false)];
@@ -76,15 +88,20 @@ pub fn newt<S: Store>(store: &mut S, input: &Input) -> Duration {
         })
         .collect();
     let mut outcomes = Vec::with_capacity(syncs.len());
-    let start = Instant::now();
-    for changes in &syncs {
-        let Ok(mut txn) = store.transaction() else {
-            unreachable!()
-        };
-        outcomes.push(machine.receive_sync_changes(&mut txn, changes, NOW));
-        let _ = txn.commit();
+    let (mut newt, mut limited) = (Duration::ZERO, Duration::ZERO);
+    for (n, turn) in syncs.chunks(TURN).enumerate() {
+        let first = n * TURN * SYNC;
+        limited += limit.decrypt(first..first + turn.len() * SYNC);
+        let start = Instant::now();
+        for changes in turn {
+            let Ok(mut txn) = store.transaction() else {
+                unreachable!()
+            };
+            outcomes.push(machine.receive_sync_changes(&mut txn, changes, NOW));
+            let _ = txn.commit();
+        }
+        newt += start.elapsed();
     }
-    let elapsed = start.elapsed();
     let decrypted: usize = outcomes
         .iter()
         .flatten()
@@ -95,36 +112,58 @@ pub fn newt<S: Store>(store: &mut S, input: &Input) -> Duration {
         input.events.len(),
         "newt did not decrypt every event"
     );
-    elapsed
+    assert_eq!(limit.decrypted, input.events.len(), "the limit fell short");
+    (limited, newt)
 }
 
-/// The limit: every decryption, messages parsed untimed.
-pub fn limit(input: &Input) -> Duration {
-    let mut sessions: Vec<(String, InboundGroupSession)> = input
-        .sessions
-        .iter()
-        .map(|g| {
-            (
-                g.session_id(),
-                InboundGroupSession::new(&g.session_key(), SessionConfig::version_1()),
-            )
-        })
-        .collect();
-    let messages: Vec<(usize, MegolmMessage)> = input
-        .events
-        .iter()
-        .filter_map(|e| {
-            let id = e["content"]["session_id"].as_str()?;
-            let index = sessions.iter().position(|(s, _)| s == id)?;
-            Some((
-                index,
-                MegolmMessage::from_base64(e["content"]["ciphertext"].as_str()?).ok()?,
-            ))
-        })
-        .collect();
-    let start = Instant::now();
-    for (index, message) in &messages {
-        let _ = sessions[*index].1.decrypt(message);
+/// The limit: every decryption, with fresh sessions and the messages
+/// parsed untimed.
+struct Limit {
+    sessions: Vec<InboundGroupSession>,
+    messages: Vec<(usize, MegolmMessage)>,
+    decrypted: usize,
+}
+
+impl Limit {
+    fn new(input: &Input) -> Self {
+        let ids: Vec<String> = input
+            .sessions
+            .iter()
+            .map(GroupSession::session_id)
+            .collect();
+        let sessions = input
+            .sessions
+            .iter()
+            .map(|g| InboundGroupSession::new(&g.session_key(), SessionConfig::version_1()))
+            .collect();
+        let messages = input
+            .events
+            .iter()
+            .filter_map(|e| {
+                let id = e["content"]["session_id"].as_str()?;
+                let index = ids.iter().position(|s| s == id)?;
+                let text = e["content"]["ciphertext"].as_str()?;
+                Some((index, MegolmMessage::from_base64(text).ok()?))
+            })
+            .collect();
+        Self {
+            sessions,
+            messages,
+            decrypted: 0,
+        }
     }
-    start.elapsed()
+
+    /// The decryptions of the events in `range`.
+    fn decrypt(&mut self, range: Range<usize>) -> Duration {
+        let Some(messages) = self.messages.get(range) else {
+            return Duration::ZERO;
+        };
+        let start = Instant::now();
+        for (index, message) in messages {
+            if let Some(session) = self.sessions.get_mut(*index) {
+                self.decrypted += usize::from(session.decrypt(message).is_ok());
+            }
+        }
+        start.elapsed()
+    }
 }

@@ -82,6 +82,9 @@ fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
+/// One pair of a row, on a pool: the limit's time and newt's.
+type Measure<'a> = &'a (dyn Fn(&rayon::ThreadPool) -> (Duration, Duration) + Sync);
+
 /// Runs a workload on both stores and both thread counts. Each newt run
 /// is paired with a run of the limit just before it, on the same pool:
 /// with one thread, on the same thread, so both meet the same core (the
@@ -89,11 +92,36 @@ fn sqlite() -> (tempfile::TempDir, SqliteStore) {
 fn run_all(
     rows: &mut Vec<Row>,
     workload: &str,
-    mut limit: impl FnMut() -> Duration + Send,
+    limit: impl FnMut() -> Duration + Send,
     reps: usize,
     cores: usize,
     memory: impl Fn() -> Duration + Sync,
     on_sqlite: impl Fn() -> Duration + Sync,
+) {
+    let limit = std::sync::Mutex::new(limit);
+    let pair = |run: &(dyn Fn() -> Duration + Sync), pool: &rayon::ThreadPool| {
+        let limit = pool.install(|| {
+            let mut limit = limit.lock().unwrap_or_else(|e| panic!("limit: {e}"));
+            (*limit)()
+        });
+        (limit, pool.install(run))
+    };
+    let memory = |pool: &rayon::ThreadPool| pair(&memory, pool);
+    let on_sqlite = |pool: &rayon::ThreadPool| pair(&on_sqlite, pool);
+    measure_all(rows, workload, reps, cores, &memory, &on_sqlite);
+}
+
+/// Runs a workload on both stores and both thread counts, each run
+/// measuring newt and the limit itself, in turns: long runs interleave
+/// the two a step at a time, so that the machine's drift over seconds
+/// hits both alike.
+fn measure_all(
+    rows: &mut Vec<Row>,
+    workload: &str,
+    reps: usize,
+    cores: usize,
+    memory: Measure<'_>,
+    on_sqlite: Measure<'_>,
 ) {
     let mut counts = vec![1, cores];
     counts.dedup();
@@ -108,10 +136,7 @@ fn run_all(
     let store = std::env::var("NEWT_BENCH_STORE").ok();
     let wants = |name: &str| store.as_deref().is_none_or(|s| s == name);
     for threads in counts {
-        for (name, run) in [
-            ("memory", &memory as &(dyn Fn() -> Duration + Sync)),
-            ("sqlite", &on_sqlite),
-        ] {
+        for (name, measure) in [("memory", memory), ("sqlite", on_sqlite)] {
             if !wants(name) {
                 continue;
             }
@@ -123,7 +148,7 @@ fn run_all(
             while pairs.len() < reps
                 || (pairs.len() < 3 * reps && started.elapsed() < Duration::from_secs(3))
             {
-                pairs.push((pool.install(&mut limit), pool.install(run)));
+                pairs.push(measure(&pool));
             }
             // NEWT_BENCH_PAIRS=1 prints every pair (how noisy a row is).
             if std::env::var_os("NEWT_BENCH_PAIRS").is_some() {
@@ -268,15 +293,12 @@ fn main() {
     let workload = format!("decrypt {} events in order", sessions * per);
     if wanted(only, &workload) {
         let input = decrypt::input(sessions, per);
-        run_all(
-            &mut rows,
-            &workload,
-            || decrypt::limit(&input),
-            3,
-            cores,
-            || decrypt::newt(&mut MemoryStore::new(), &input),
-            || decrypt::newt(&mut sqlite().1, &input),
-        );
+        let memory = |pool: &rayon::ThreadPool| {
+            pool.install(|| decrypt::measure(&mut MemoryStore::new(), &input))
+        };
+        let on_sqlite =
+            |pool: &rayon::ThreadPool| pool.install(|| decrypt::measure(&mut sqlite().1, &input));
+        measure_all(&mut rows, &workload, 3, cores, &memory, &on_sqlite);
     }
     print(&rows);
     if !wanted(only, "cold start") {

@@ -1,11 +1,13 @@
 //! MEG-08 records: which event used each message index of an inbound
-//! session. Rows are keyed by a small integer per (room, session), so the
-//! row written for every decrypted event is a few dozen bytes in one tree.
+//! session. Sessions get a small integer per (room, session); each save
+//! writes one run per session (`runs.rs`), so a timeline's uses are a few
+//! rows however many events it held.
 
+use crate::runs;
 use crate::txn::{SqliteTxn, backend, query_cached};
 use newt_crypto::store::{IndexUse, StoreError};
 use rusqlite::params;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The integer IDs this transaction has looked up, by room then session.
 /// Kept per transaction: an ID inserted by a transaction that rolls back
@@ -24,15 +26,6 @@ impl SessionIds {
             .or_default()
             .insert(session_id.to_owned(), id);
     }
-}
-
-/// Timestamps are `u64`; SQLite integers are `i64`. The bits are kept.
-fn ts_to_sql(ts: u64) -> i64 {
-    i64::from_ne_bytes(ts.to_ne_bytes())
-}
-
-fn ts_from_sql(ts: i64) -> u64 {
-    u64::from_ne_bytes(ts.to_ne_bytes())
 }
 
 impl SqliteTxn<'_> {
@@ -87,7 +80,9 @@ impl SqliteTxn<'_> {
             .map(|(_, used)| used))
     }
 
-    /// One range query for a batch's indices, filtered to the ones asked.
+    /// The uses among `indices`, by index: one search of the session's
+    /// runs that reach into the batch's range. Runs are read in the order
+    /// they were saved, so a later use of an index replaces an earlier one.
     pub(crate) fn index_load_many(
         &mut self,
         room_id: &str,
@@ -100,31 +95,31 @@ impl SqliteTxn<'_> {
         let Some(session) = self.index_session(room_id, session_id)? else {
             return Ok(Vec::new());
         };
-        let wanted: std::collections::BTreeSet<u32> = indices.iter().copied().collect();
+        let wanted: BTreeSet<u32> = indices.iter().copied().collect();
         let mut stmt = self
             .tx()
             .prepare_cached(
-                "SELECT idx, event_id, origin_server_ts FROM megolm_index_uses
-                 WHERE session = ?1 AND idx BETWEEN ?2 AND ?3",
+                "SELECT uses FROM megolm_index_runs
+                 WHERE session = ?1 AND last >= ?2 AND first <= ?3 ORDER BY id",
             )
             .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![session, low, high], |row| {
-                Ok((
-                    row.get::<_, u32>(0)?,
-                    IndexUse {
-                        event_id: row.get(1)?,
-                        origin_server_ts: ts_from_sql(row.get(2)?),
-                    },
-                ))
-            })
-            .map_err(backend)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .filter(|(index, _)| wanted.contains(index))
-            .collect())
+        let mut rows = stmt.query(params![session, low, high]).map_err(backend)?;
+        let mut found = BTreeMap::new();
+        while let Some(row) = rows.next().map_err(backend)? {
+            let run = row
+                .get_ref(0)
+                .map_err(backend)?
+                .as_blob()
+                .map_err(|e| StoreError::Corrupt(format!("a MEG-08 run is not a blob: {e}")))?;
+            runs::unpack(
+                run,
+                |index| wanted.contains(&index),
+                |index, used| {
+                    found.insert(index, used);
+                },
+            )?;
+        }
+        Ok(found.into_iter().collect())
     }
 
     pub(crate) fn index_save(
@@ -135,62 +130,49 @@ impl SqliteTxn<'_> {
         used: &IndexUse,
     ) -> Result<(), StoreError> {
         let session = self.index_session_or_new(room_id, session_id)?;
-        self.index_upsert(&[(session, index, used)])
+        self.index_insert_run(session, &[(index, used)])
     }
 
-    /// A timeline's uses through one statement, grouped by session so
-    /// that consecutive rows land in the same leaf page. (One statement
-    /// of many rows would be slower: SQLite keeps a statement journal of
-    /// every page it touches, in case a row fails midway.)
+    /// A timeline's uses as one run per session, in one row each.
     pub(crate) fn index_save_many(
         &mut self,
         room_id: &str,
         uses: &[(String, u32, IndexUse)],
     ) -> Result<(), StoreError> {
-        let mut rows = Vec::with_capacity(uses.len());
-        for (session_id, index, used) in uses {
-            rows.push((
-                self.index_session_or_new(room_id, session_id)?,
-                *index,
-                used,
-            ));
-        }
-        // Stable: a later use of the same index still comes later.
-        rows.sort_by_key(|(session, index, _)| (*session, *index));
-        self.index_upsert(&rows)
-    }
-
-    fn index_upsert(&self, rows: &[(i64, u32, &IndexUse)]) -> Result<(), StoreError> {
-        let mut stmt = self
-            .tx()
-            .prepare_cached(
-                "INSERT INTO megolm_index_uses (session, idx, event_id, origin_server_ts)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(session, idx) DO UPDATE SET
-                     event_id = excluded.event_id, origin_server_ts = excluded.origin_server_ts",
-            )
-            .map_err(backend)?;
-        for (session, index, used) in rows {
-            stmt.execute(params![
-                session,
-                index,
-                used.event_id,
-                ts_to_sql(used.origin_server_ts)
-            ])
-            .map_err(backend)?;
+        // By session, then index; stable, so that of two uses of one index
+        // the later one comes last and is the one kept.
+        let mut order: Vec<&(String, u32, IndexUse)> = uses.iter().collect();
+        order.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let mut run: Vec<(u32, &IndexUse)> = Vec::new();
+        for (n, (session_id, index, used)) in order.iter().enumerate() {
+            match run.last_mut() {
+                Some(last) if last.0 == *index => *last = (*index, used),
+                _ => run.push((*index, used)),
+            }
+            let ends = order.get(n + 1).is_none_or(|next| next.0 != *session_id);
+            if ends {
+                let session = self.index_session_or_new(room_id, session_id)?;
+                self.index_insert_run(session, &run)?;
+                run.clear();
+            }
         }
         Ok(())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_keep_every_bit() {
-        for ts in [0, 1, 1_700_000_000_000, i64::MAX as u64, u64::MAX] {
-            assert_eq!(ts_from_sql(ts_to_sql(ts)), ts);
-        }
+    /// One run: uses sorted by index, one per index.
+    fn index_insert_run(&self, session: i64, run: &[(u32, &IndexUse)]) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return Ok(());
+        };
+        let packed = runs::pack(run)?;
+        self.tx()
+            .prepare_cached(
+                "INSERT INTO megolm_index_runs (session, first, last, uses)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(backend)?
+            .execute(params![session, first.0, last.0, packed])
+            .map_err(backend)?;
+        Ok(())
     }
 }

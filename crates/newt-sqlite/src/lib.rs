@@ -18,6 +18,7 @@ mod olm_sessions;
 mod pending;
 mod revision;
 mod rooms;
+mod runs;
 mod txn;
 
 pub use key::{KeyFileError, StoreKey};

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_outbound_sets.sql"),
     include_str!("../migrations/0010_room_encryption.sql"),
     include_str!("../migrations/0011_tracked_flag.sql"),
+    include_str!("../migrations/0012_index_runs.sql"),
 ];
 
 /// The newest schema version this build knows.

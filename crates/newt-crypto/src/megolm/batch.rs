@@ -40,7 +40,8 @@ pub(crate) struct BatchCache {
     /// current by this input's own saves.
     pub(crate) index_uses: RefCell<BySession<BTreeMap<u32, Option<IndexUse>>>>,
     /// MEG-08 uses recorded while a timeline is decrypted ahead, saved at
-    /// once after each chunk (`None`: each use is saved as it is made).
+    /// once after the timeline (`None`: each use is saved as it is made):
+    /// the store then writes one run per session, not one row per event.
     /// `index_uses` holds them too, so no check misses one.
     pub(crate) deferred_uses: RefCell<Option<Vec<(String, u32, IndexUse)>>>,
     /// Whether a sender's device is verified (`None`: unknown device).
@@ -94,12 +95,13 @@ pub(crate) fn decrypt_timeline<T: StoreTxn>(
             .try_for_each(|event| check(txn, &EncryptedEvent::of(event), None));
     }
     *cache.deferred_uses.borrow_mut() = Some(Vec::new());
-    let decrypted = decrypt_ahead(txn, cache, room_id, events, check);
+    let decrypted = decrypt_ahead(txn, cache, room_id, events, check)
+        .and_then(|()| save_deferred_uses(txn, cache, room_id));
     *cache.deferred_uses.borrow_mut() = None;
     decrypted
 }
 
-/// Saves the MEG-08 uses deferred since the last call, at once.
+/// Saves the MEG-08 uses deferred over a timeline, at once.
 fn save_deferred_uses(
     txn: &mut impl StoreTxn,
     cache: &BatchCache,
@@ -146,13 +148,11 @@ fn decrypt_ahead<'e, T: StoreTxn>(
         let mut results = install(cache, room_id, ready, range.start, range.len());
         let work = (n + 1 < chunks.len()).then(|| lend(cache, room_id, take(&mut items, n + 1)));
         let chunk = &items[range.clone()];
-        // A chunk's uses are saved with it, while the next one decrypts.
         let mut run = |txn: &mut T| {
             chunk
                 .iter()
                 .zip(results.iter_mut())
-                .try_for_each(|((event, _), result)| check(txn, event, result.take()))?;
-            save_deferred_uses(txn, cache, room_id)
+                .try_for_each(|((event, _), result)| check(txn, event, result.take()))
         };
         let Some(work) = work else {
             return run(txn);

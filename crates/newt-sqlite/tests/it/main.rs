@@ -187,6 +187,12 @@ fn key_file_is_private_and_stable() {
     assert!(StoreKey::load_or_create(&path).is_err());
 }
 
+/// Undoes migration 12 on an empty store: the MEG-08 table of schema 6.
+const UNDO_12: &str = "DROP TABLE megolm_index_runs;
+    CREATE TABLE megolm_index_uses (
+        session INTEGER NOT NULL, idx INTEGER NOT NULL, event_id TEXT NOT NULL,
+        origin_server_ts INTEGER NOT NULL, PRIMARY KEY (session, idx)) WITHOUT ROWID;";
+
 /// Every past schema version opens, migrates and keeps its data. The
 /// fixtures are written by `examples/write_fixture.rs` at each version.
 #[test]
@@ -368,6 +374,63 @@ fn index_uses_stored_before_schema_6_are_kept() {
     );
 }
 
+/// MEG-08 records stored before schema 12 (a row per use) become runs
+/// with every byte of their event IDs and timestamps, and a use saved
+/// after the upgrade replaces a migrated one of the same index.
+#[test]
+fn index_uses_stored_before_schema_12_are_kept() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    std::fs::copy(fixtures.join("v11.db"), &path).unwrap();
+    let long = format!("$ü{}:example.org", "x".repeat(300));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO megolm_index_sessions (room_id, session_id) VALUES ('!r:example.org', 's1')",
+        [],
+    )
+    .unwrap();
+    let session = conn.last_insert_rowid();
+    for (index, event_id, ts) in [(0u32, "$a", 0i64), (7, &long, -1), (8, "$c", 1 << 40)] {
+        conn.execute(
+            "INSERT INTO megolm_index_uses (session, idx, event_id, origin_server_ts)
+             VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![session, index, event_id, ts],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let used = |event_id: &str, origin_server_ts: u64| newt_crypto::store::IndexUse {
+        event_id: event_id.into(),
+        origin_server_ts,
+    };
+    let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32])).unwrap();
+    let mut txn = store.begin().unwrap();
+    assert_eq!(
+        txn.load_index_uses("!r:example.org", "s1", &[0, 1, 7, 8])
+            .unwrap(),
+        vec![
+            (0, used("$a", 0)),
+            (7, used(&long, u64::MAX)),
+            (8, used("$c", 1 << 40))
+        ]
+    );
+    txn.save_index_use("!r:example.org", "s1", 7, &used("$new", 9))
+        .unwrap();
+    txn.commit().unwrap();
+    let mut txn = store.begin().unwrap();
+    assert_eq!(
+        txn.load_index_use("!r:example.org", "s1", 7).unwrap(),
+        Some(used("$new", 9))
+    );
+    assert_eq!(
+        txn.load_index_use("!room:example.org", "fixture-session", 3)
+            .unwrap()
+            .map(|u| u.event_id),
+        Some("$fixture".to_owned())
+    );
+}
+
 /// Replays the `store_open` fuzz corpus: any bytes as a store file give a
 /// typed error or an openable store, never a panic, and a refused file is
 /// left as it was.
@@ -421,12 +484,13 @@ fn schema_10_keeps_room_encryption_apart() {
         txn.commit().unwrap();
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "DROP TABLE room_encryption;
-         DROP INDEX tracked_users_tracked;
-         ALTER TABLE tracked_users DROP COLUMN tracked;
-         PRAGMA user_version = 9;",
-    )
+    conn.execute_batch(&format!(
+        "{UNDO_12}
+             DROP TABLE room_encryption;
+             DROP INDEX tracked_users_tracked;
+             ALTER TABLE tracked_users DROP COLUMN tracked;
+             PRAGMA user_version = 9;"
+    ))
     .unwrap();
     drop(conn);
     let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32])).unwrap();
@@ -485,18 +549,19 @@ fn schema_9_moves_outbound_sets_out_of_the_session_row() {
         txn.commit().unwrap();
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "UPDATE outbound_sessions SET data = json_set(data,
              '$.shared_with', json((SELECT json_extract(s.data, '$.shared_with')
                  FROM outbound_sets s WHERE s.room_id = outbound_sessions.room_id)),
              '$.withheld', json((SELECT json_extract(s.data, '$.withheld')
                  FROM outbound_sets s WHERE s.room_id = outbound_sessions.room_id)));
          DROP TABLE outbound_sets;
+         {UNDO_12}
          DROP TABLE room_encryption;
          DROP INDEX tracked_users_tracked;
          ALTER TABLE tracked_users DROP COLUMN tracked;
          PRAGMA user_version = 8;",
-    )
+    ))
     .unwrap();
     let row: String = conn
         .query_row("SELECT data FROM outbound_sessions", [], |r| r.get(0))
