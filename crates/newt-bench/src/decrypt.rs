@@ -4,7 +4,7 @@
 //! The limit: the same Megolm decryptions of pre-parsed messages, sync by
 //! sync in turns with newt.
 
-use crate::fixtures;
+use crate::{fixtures, offset};
 use newt_crypto::store::{Store, StoreTxn};
 use newt_crypto::{OlmMachine, RoomUpdate, SyncChanges, Timestamp};
 use serde_json::{Value, json};
@@ -16,10 +16,6 @@ const NOW: Timestamp = Timestamp(1_700_000_000_000);
 const ROOM: &str = "!bench:bench.example";
 /// Events per sync.
 const SYNC: usize = 1000;
-/// Syncs per turn of newt, after the limit's turn with the same events:
-/// a fraction of a second each. (A turn of one sync let the pool's
-/// other threads fall asleep before every sync of newt.)
-const TURN: usize = 10;
 
 /// The workload: inbound sessions and their events, in arrival order.
 pub struct Input {
@@ -71,9 +67,11 @@ fn setup<S: Store>(store: &mut S, input: &Input) -> OlmMachine {
 }
 
 /// The times of newt and of the limit for every event, 1,000 per sync,
-/// in turns: before each [`TURN`] syncs newt takes, the limit decrypts
-/// the same events, so that the machine's drift over a run of seconds
-/// hits both alike. Returns (limit, newt). The syncs are built before and the
+/// in turns: before each eighth of the syncs newt takes, the limit
+/// decrypts the same events, so that the machine's drift over a run of
+/// seconds hits both alike, and each turn runs both at the next stack
+/// offset (`offset.rs`). (A turn of one sync let the pool's other
+/// threads fall asleep before every sync of newt.) Returns (limit, newt). The syncs are built before and the
 /// outcomes dropped after: that is the caller's work.
 pub fn measure<S: Store>(store: &mut S, input: &Input) -> (Duration, Duration) {
     let machine = setup(store, input);
@@ -89,18 +87,23 @@ pub fn measure<S: Store>(store: &mut S, input: &Input) -> (Duration, Duration) {
         .collect();
     let mut outcomes = Vec::with_capacity(syncs.len());
     let (mut newt, mut limited) = (Duration::ZERO, Duration::ZERO);
-    for (n, turn) in syncs.chunks(TURN).enumerate() {
-        let first = n * TURN * SYNC;
-        limited += limit.decrypt(first..first + turn.len() * SYNC);
-        let start = Instant::now();
-        for changes in turn {
-            let Ok(mut txn) = store.transaction() else {
-                unreachable!()
-            };
-            outcomes.push(machine.receive_sync_changes(&mut txn, changes, NOW));
-            let _ = txn.commit();
-        }
-        newt += start.elapsed();
+    // One turn per stack offset.
+    let per_turn = syncs.len().div_ceil(offset::COUNT).max(1);
+    for (n, turn) in syncs.chunks(per_turn).enumerate() {
+        let first = n * per_turn * SYNC;
+        // Both at one stack offset, the next turn at the next.
+        limited += offset::at(n, || limit.decrypt(first..first + turn.len() * SYNC));
+        newt += offset::at(n, || {
+            let start = Instant::now();
+            for changes in turn {
+                let Ok(mut txn) = store.transaction() else {
+                    unreachable!()
+                };
+                outcomes.push(machine.receive_sync_changes(&mut txn, changes, NOW));
+                let _ = txn.commit();
+            }
+            start.elapsed()
+        });
     }
     let decrypted: usize = outcomes
         .iter()

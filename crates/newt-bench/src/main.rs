@@ -10,6 +10,7 @@ mod cold_start;
 mod decrypt;
 mod first_share;
 mod fixtures;
+mod offset;
 mod receive_keys;
 mod reshare;
 mod room_message;
@@ -99,12 +100,15 @@ fn run_all(
     on_sqlite: impl Fn() -> Duration + Sync,
 ) {
     let limit = std::sync::Mutex::new(limit);
+    // Both halves of a pair at one stack offset, the next pair at the next.
+    let pairs = std::sync::atomic::AtomicUsize::new(0);
     let pair = |run: &(dyn Fn() -> Duration + Sync), pool: &rayon::ThreadPool| {
+        let n = pairs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let limit = pool.install(|| {
             let mut limit = limit.lock().unwrap_or_else(|e| panic!("limit: {e}"));
-            (*limit)()
+            offset::at(n, &mut *limit)
         });
-        (limit, pool.install(run))
+        (limit, pool.install(|| offset::at(n, run)))
     };
     let memory = |pool: &rayon::ThreadPool| pair(&memory, pool);
     let on_sqlite = |pool: &rayon::ThreadPool| pair(&on_sqlite, pool);
