@@ -131,7 +131,7 @@ fn decrypt_ahead<'e, T: StoreTxn>(
     // One vector for both: a thousand events' worth is fresh memory, so
     // it is not copied into two more.
     let mut items = parse_all(events);
-    preload(txn, cache, room_id, items.iter().map(|(_, parsed)| parsed))?;
+    let named = preload_sessions(txn, cache, room_id, items.iter().map(|(_, parsed)| parsed))?;
     let chunks = chunk_bounds(items.len());
     let take = |items: &mut [(EncryptedEvent<'e>, Option<Parsed<'e>>)], n: usize| {
         let Some(range) = chunks.get(n) else {
@@ -142,7 +142,16 @@ fn decrypt_ahead<'e, T: StoreTxn>(
             .map(|(_, parsed)| parsed.take())
             .collect::<Vec<_>>()
     };
-    let mut ready = compute(room_id, lend(cache, room_id, take(&mut items, 0)));
+    // The first chunk decrypts while the MEG-08 uses load: the checks
+    // need them, the decryptions do not.
+    let first = lend(cache, room_id, take(&mut items, 0));
+    let mut ready = Vec::new();
+    let mut loaded = Ok(());
+    rayon::in_place_scope(|scope| {
+        scope.spawn(|_| ready = compute(room_id, first));
+        loaded = preload_uses(txn, cache, room_id, &named);
+    });
+    loaded?;
     for (n, range) in chunks.iter().enumerate() {
         // Each event is handed its own result, found by its place.
         let mut results = install(cache, room_id, ready, range.start, range.len());
@@ -214,23 +223,26 @@ fn parse_all<'e>(events: &[&'e Value]) -> Vec<(EncryptedEvent<'e>, Option<Parsed
         .collect()
 }
 
-/// Caches every session of the batch and, MEG-08, the uses recorded for
-/// the indices its messages name: one query per session for the batch.
-/// The indices are the unauthenticated ones, only to fill the cache; the
-/// check uses the decrypted index and loads what the cache lacks.
-fn preload<'p, 'e: 'p>(
+/// The indices each session's messages name, by session. They are the
+/// unauthenticated ones, only to fill the caches; the check uses the
+/// decrypted index and loads what the cache lacks.
+type Named<'e> = BTreeMap<&'e str, Vec<u32>>;
+
+/// Caches every session of the batch; returns the indices its messages
+/// name, by session, for [`preload_uses`].
+fn preload_sessions<'p, 'e: 'p>(
     txn: &mut impl StoreTxn,
     cache: &BatchCache,
     room_id: &str,
     parsed: impl Iterator<Item = &'p Option<Parsed<'e>>>,
-) -> Result<(), StoreError> {
-    let mut indices: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+) -> Result<Named<'e>, StoreError> {
+    let mut indices: Named<'e> = BTreeMap::new();
     for item in parsed.flatten() {
         let index = item.message.as_ref().ok().map(MegolmMessage::message_index);
         let listed = indices.entry(item.session_id).or_default();
         listed.extend(index);
     }
-    for (session_id, indices) in indices {
+    for session_id in indices.keys() {
         let cached = cache.sessions.borrow().get(room_id, session_id).is_some();
         if !cached {
             let Some(record) = txn.load_inbound(room_id, session_id)? else {
@@ -242,7 +254,20 @@ fn preload<'p, 'e: 'p>(
                 .borrow_mut()
                 .insert(room_id, session_id, entry);
         }
-        let found = txn.load_index_uses(room_id, session_id, &indices)?;
+    }
+    Ok(indices)
+}
+
+/// MEG-08: caches the uses recorded for the indices the batch's messages
+/// name, one query per session for the batch.
+fn preload_uses(
+    txn: &mut impl StoreTxn,
+    cache: &BatchCache,
+    room_id: &str,
+    indices: &Named<'_>,
+) -> Result<(), StoreError> {
+    for (session_id, indices) in indices {
+        let found = txn.load_index_uses(room_id, session_id, indices)?;
         let mut known: BTreeMap<u32, Option<IndexUse>> =
             indices.iter().map(|i| (*i, None)).collect();
         known.extend(found.into_iter().map(|(index, used)| (index, Some(used))));
