@@ -4,7 +4,6 @@
 
 use crate::rooms::{ROOM, megolm, told, world};
 use crate::rooms_router::sync;
-use newt_crypto::store::{Store, StoreTxn};
 use serde_json::json;
 
 fn quiet_world() -> crate::rooms::World {
@@ -86,12 +85,7 @@ fn device_changes_are_seen() {
     );
     let (_, quiet) = w.send("four");
     assert!(quiet.shared_with.is_empty() && !quiet.rotated);
-    let mut txn = w.alice.store.transaction().unwrap();
-    w.alice
-        .machine
-        .set_blocked(&mut txn, &bob2.user, &bob2.device, true)
-        .unwrap();
-    txn.commit().unwrap();
+    w.block(&bob2);
     let (_, after) = w.send("five");
     assert!(
         after.rotated,

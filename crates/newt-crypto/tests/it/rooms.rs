@@ -58,6 +58,16 @@ impl World {
         carol
     }
 
+    /// Alice blocks a device (ENC-10, WHD-01), committed.
+    pub(crate) fn block(&mut self, peer: &Peer) {
+        let mut txn = self.alice.store.transaction().unwrap();
+        self.alice
+            .machine
+            .set_blocked(&mut txn, &peer.user, &peer.device, true)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+
     /// Alice sends with the only-verified policy (ENC-10).
     pub(crate) fn send_only_verified(&mut self) -> newt_crypto::ShareOutcome {
         let policy = SharePolicy {
@@ -444,12 +454,7 @@ fn withheld_codes() {
     let mut bob2 = w.router.device("bob", "B2");
     let mut bob3 = w.router.device("bob", "B3");
     sync(&mut w.router, &mut w.rooms, &mut w.alice);
-    let mut txn = w.alice.store.transaction().unwrap();
-    w.alice
-        .machine
-        .set_blocked(&mut txn, &bob2.user, &bob2.device, true)
-        .unwrap();
-    txn.commit().unwrap();
+    w.block(&bob2);
     // B3 has no keys left to claim and its server hands out nothing.
     w.router.tamper_claim = Some(Box::new(|resp: &mut Value| {
         if let Some(devices) = resp

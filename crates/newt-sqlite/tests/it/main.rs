@@ -187,6 +187,23 @@ fn key_file_is_private_and_stable() {
     assert!(StoreKey::load_or_create(&path).is_err());
 }
 
+/// A copy of a schema fixture (`tests/data`) in a fresh directory.
+fn copy_of_fixture(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    std::fs::copy(fixtures.join(name), &path).unwrap();
+    (dir, path)
+}
+
+/// An MEG-08 record.
+fn used(event_id: &str, origin_server_ts: u64) -> newt_crypto::store::IndexUse {
+    newt_crypto::store::IndexUse {
+        event_id: event_id.into(),
+        origin_server_ts,
+    }
+}
+
 /// Undoes migration 12 on an empty store: the MEG-08 table of schema 6.
 const UNDO_12: &str = "DROP TABLE megolm_index_runs;
     CREATE TABLE megolm_index_uses (
@@ -281,10 +298,7 @@ fn opens_stores_of_every_past_schema_version() {
 /// still sent with its exact body, and its ID and order are kept.
 #[test]
 fn requests_stored_before_schema_4_keep_their_body() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    std::fs::copy(fixtures.join("v3.db"), &path).unwrap();
+    let (_dir, path) = copy_of_fixture("v3.db");
     let old = newt_crypto::store::PendingRequest {
         request_id: "old-1".into(),
         kind: newt_crypto::store::PendingKind::KeysQuery {
@@ -311,10 +325,7 @@ fn requests_stored_before_schema_4_keep_their_body() {
 /// kept by the compact table, so no replay is forgotten on upgrade.
 #[test]
 fn index_uses_stored_before_schema_6_are_kept() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    std::fs::copy(fixtures.join("v5.db"), &path).unwrap();
+    let (_dir, path) = copy_of_fixture("v5.db");
     let old = [
         (
             "!r:example.org",
@@ -352,10 +363,6 @@ fn index_uses_stored_before_schema_6_are_kept() {
     drop(conn);
     let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32])).unwrap();
     let mut txn = store.begin().unwrap();
-    let used = |event_id: &str, origin_server_ts: u64| newt_crypto::store::IndexUse {
-        event_id: event_id.into(),
-        origin_server_ts,
-    };
     assert_eq!(
         txn.load_index_uses("!r:example.org", "s1", &[0, 5, 9])
             .unwrap(),
@@ -379,10 +386,7 @@ fn index_uses_stored_before_schema_6_are_kept() {
 /// after the upgrade replaces a migrated one of the same index.
 #[test]
 fn index_uses_stored_before_schema_12_are_kept() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    std::fs::copy(fixtures.join("v11.db"), &path).unwrap();
+    let (_dir, path) = copy_of_fixture("v11.db");
     let long = format!("$ü{}:example.org", "x".repeat(300));
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute(
@@ -400,10 +404,6 @@ fn index_uses_stored_before_schema_12_are_kept() {
         .unwrap();
     }
     drop(conn);
-    let used = |event_id: &str, origin_server_ts: u64| newt_crypto::store::IndexUse {
-        event_id: event_id.into(),
-        origin_server_ts,
-    };
     let mut store = SqliteStore::open(&path, StoreKey::from_bytes([9; 32])).unwrap();
     let mut txn = store.begin().unwrap();
     assert_eq!(
